@@ -1,0 +1,171 @@
+"""CPU sets as Python ints (bit N = CPU N), and the kernel's two text forms.
+
+* cpulist: ``"0-3,8,10-11"`` (``smp_affinity_list``, ``online``, config values);
+  the kernel's stride form ``"0-31:2/8"`` is accepted on input.
+* hex mask: ``"ffffffff,000000ff"`` (``smp_affinity``): 32-bit groups, most
+  significant first, separated by commas.
+
+Every parser raises :class:`CpumaskError` (a ``ValueError``) with a message fit
+for a user; nothing else escapes.  Parsing and formatting are linear in the
+length of the text or the width of the mask, so 32,768-CPU masks stay cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator, Optional
+
+__all__ = [
+    "CpumaskError",
+    "parse_cpulist",
+    "format_cpulist",
+    "parse_hexmask",
+    "format_hexmask",
+    "iter_cpus",
+    "count",
+    "mask_of",
+]
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$")
+_RUNS = re.compile(r"1+")
+_HEXGROUP = re.compile(r"^[0-9a-fA-F]{1,8}$")
+
+
+class CpumaskError(ValueError):
+    """A cpulist or hex mask that cannot be parsed, or names a CPU out of range."""
+
+
+def _check_limit(highest: int, nr_cpus: Optional[int], text: str) -> None:
+    if nr_cpus is not None and highest >= nr_cpus:
+        raise CpumaskError(
+            f"CPU {highest} in {_shorten(text)!r} is beyond the last possible CPU ({nr_cpus - 1})"
+        )
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_cpulist(text: str, nr_cpus: Optional[int] = None) -> int:
+    """Parse a kernel cpulist; ``""`` (or only white space) is the empty set.
+
+    ``nr_cpus`` (the kernel's nr_cpu_ids) bounds the CPU numbers: a CPU at or
+    beyond it is an error, as it is for the kernel.
+    """
+    if not isinstance(text, str):
+        raise CpumaskError(f"a cpulist must be text, not {type(text).__name__}")
+    body = text.strip()
+    if not body:
+        return 0
+    spans = []
+    highest = -1
+    for part in body.split(","):
+        match = _RANGE.match(part.strip())
+        if match is None:
+            raise CpumaskError(f"{_shorten(body)!r} is not a cpulist (bad element {_shorten(part)!r})")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise CpumaskError(f"{_shorten(body)!r} is not a cpulist (range {part!r} runs backwards)")
+        if match.group(3) is not None:
+            used, group = int(match.group(3)), int(match.group(4))
+            if used == 0 or group == 0 or used > group:
+                raise CpumaskError(f"{_shorten(body)!r} is not a cpulist (bad stride in {part!r})")
+            for start in range(first, last + 1, group):
+                spans.append((start, min(start + used - 1, last)))
+        else:
+            spans.append((first, last))
+        highest = max(highest, last)
+    _check_limit(highest, nr_cpus, body)
+    if highest > 1 << 24:
+        raise CpumaskError(f"CPU {highest} in {_shorten(body)!r} is implausibly large")
+    if len(spans) <= 64:
+        mask = 0
+        for first, last in spans:
+            mask |= ((1 << (last - first + 1)) - 1) << first
+        return mask
+    # Many ranges: paint a bit string once instead of OR-ing wide ints per range.
+    bits = bytearray(b"0") * (highest + 1)
+    for first, last in spans:
+        bits[first : last + 1] = b"1" * (last - first + 1)
+    bits.reverse()
+    return int(bits, 2)
+
+
+def format_cpulist(mask: int) -> str:
+    """Format a CPU set as the kernel does: ascending ranges, ``""`` when empty."""
+    if mask < 0:
+        raise CpumaskError("a CPU mask cannot be negative")
+    if mask == 0:
+        return ""
+    bits = bin(mask)[:1:-1]  # least significant bit first
+    parts = []
+    for run in _RUNS.finditer(bits):
+        first, last = run.start(), run.end() - 1
+        parts.append(str(first) if first == last else f"{first}-{last}")
+    return ",".join(parts)
+
+
+def parse_hexmask(text: str, nr_cpus: Optional[int] = None) -> int:
+    """Parse a kernel hex mask (``"3"``, ``"ff,ffffffff"``, ``"00000000,00000001"``)."""
+    if not isinstance(text, str):
+        raise CpumaskError(f"a hex mask must be text, not {type(text).__name__}")
+    body = text.strip()
+    if not body:
+        raise CpumaskError("empty hex mask")
+    groups = body.split(",")
+    for group in groups:
+        if not _HEXGROUP.match(group):
+            raise CpumaskError(f"{_shorten(body)!r} is not a hex CPU mask (bad group {_shorten(group)!r})")
+    if len(groups) == 1:
+        mask = int(groups[0], 16)
+    else:
+        mask = int("".join(g.rjust(8, "0") for g in groups), 16)
+    if mask:
+        _check_limit(mask.bit_length() - 1, nr_cpus, body)
+    return mask
+
+
+def format_hexmask(mask: int, nr_cpus: int) -> str:
+    """Format as the kernel prints ``smp_affinity`` for ``nr_cpus`` possible CPUs."""
+    if mask < 0:
+        raise CpumaskError("a CPU mask cannot be negative")
+    if nr_cpus <= 0:
+        raise CpumaskError("nr_cpus must be positive")
+    _check_limit(mask.bit_length() - 1, nr_cpus, hex(mask))
+    ngroups = (nr_cpus + 31) // 32
+    top_width = (nr_cpus - 32 * (ngroups - 1) + 3) // 4
+    digits = format(mask, "x").rjust(top_width + 8 * (ngroups - 1), "0")
+    parts = [digits[:top_width]]
+    parts.extend(digits[i : i + 8] for i in range(top_width, len(digits), 8))
+    return ",".join(parts)
+
+
+def iter_cpus(mask: int) -> Iterator[int]:
+    """The CPU numbers in ``mask``, ascending."""
+    if mask <= 0:
+        return
+    bits = bin(mask)[:1:-1]
+    position = bits.find("1")
+    while position >= 0:
+        yield position
+        position = bits.find("1", position + 1)
+
+
+def count(mask: int) -> int:
+    """How many CPUs ``mask`` holds."""
+    return bin(mask).count("1")
+
+
+def mask_of(cpus) -> int:
+    """The mask holding every CPU number in the iterable ``cpus``."""
+    numbers = list(cpus)
+    if not numbers:
+        return 0
+    if min(numbers) < 0:
+        raise CpumaskError("a CPU number cannot be negative")
+    bits = bytearray(b"0") * (max(numbers) + 1)
+    for cpu in numbers:
+        bits[cpu] = 0x31  # "1"
+    bits.reverse()
+    return int(bits, 2)

@@ -1,0 +1,329 @@
+"""The only module that touches kernel files: reads (and writes) under a root.
+
+``KernelTree(root)`` reads ``ROOT/proc/...``, ``ROOT/sys/...`` and ``ROOT/dev/cpu/N/cpuid``
+and returns :class:`~irqagent.facts.Facts`.  It remembers every file it read
+successfully (``accessed``) so that ``irqagent snapshot`` copies exactly those.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import replace
+from typing import Dict, List, Optional, Set, Tuple
+
+from irqagent import cpuid as cpuid_mod
+from irqagent import cpumask
+from irqagent.errors import InputError
+from irqagent.facts import Facts, IrqFacts
+from irqagent.interrupts import InterruptsFormatError, parse_interrupts
+from irqagent.topology import build_topology
+
+MAX_FILE_BYTES = 1 << 30  # refuse to slurp absurd files (a hostile --root)
+WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+CPUINFO = "proc/cpuinfo"
+PROC_IRQ = "proc/irq"
+SYS_IRQ = "sys/kernel/irq"
+INTERRUPTS = "proc/interrupts"
+CPU_DIR = "sys/devices/system/cpu"
+NODE_DIR = "sys/devices/system/node"
+PCI_DEVICES = "sys/bus/pci/devices"
+OSRELEASE = "proc/sys/kernel/osrelease"
+CMDLINE = "proc/cmdline"
+DEFAULT_AFFINITY = "proc/irq/default_smp_affinity"
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def describe_oserror(exc: OSError) -> str:
+    """``ENOENT (No such file or directory)`` style text for messages."""
+    name = errno.errorcode.get(exc.errno or 0, "E?")
+    return f"{name} ({exc.strerror or os.strerror(exc.errno or 0)})"
+
+
+class KernelTree:
+    """Kernel files under ``root``; every read and write of the agent goes through here."""
+
+    def __init__(self, root: str = "/"):
+        self.root = root
+        self.accessed: Set[str] = set()  # relative paths read successfully
+        self.cpuid_leaves_read: Dict[int, Dict[Tuple[int, int], cpuid_mod.Regs]] = {}
+
+    # -- paths and plain reads -------------------------------------------------
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def read_optional(self, rel: str) -> Optional[str]:
+        """The file's text, or None when it is missing or cannot be read."""
+        try:
+            return self._read(rel)
+        except OSError:
+            return None
+
+    def read_required(self, rel: str) -> str:
+        try:
+            return self._read(rel)
+        except OSError as exc:
+            raise InputError(f"cannot read {self.path(rel)}: {describe_oserror(exc)}") from None
+
+    def _read(self, rel: str) -> str:
+        fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = self._read_fd(fd)
+        finally:
+            os.close(fd)
+        self.record(rel, text)
+        return text
+
+    def record(self, rel: str, text: Optional[str]) -> None:
+        """Called for every file used (text None: only its presence or link target counts)."""
+        self.accessed.add(rel)
+
+    @staticmethod
+    def _read_fd(fd: int) -> str:
+        chunks = []
+        size = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise OSError(errno.EFBIG, "file too large")
+            chunks.append(chunk)
+        return _decode(b"".join(chunks))
+
+    def listdir(self, rel: str) -> Optional[List[str]]:
+        try:
+            return os.listdir(self.path(rel))
+        except OSError:
+            return None
+
+    # -- IRQ files -----------------------------------------------------------
+
+    def irq_numbers(self) -> List[int]:
+        try:
+            names = os.listdir(self.path(PROC_IRQ))
+        except OSError as exc:
+            raise InputError(f"cannot list {self.path(PROC_IRQ)}: {describe_oserror(exc)}") from None
+        return sorted(int(name) for name in names if name.isdigit() and len(name) < 10)
+
+    def read_affinity(self, irq: int, filename: str = "smp_affinity_list") -> Tuple[str, bool]:
+        """(text, writable) of an affinity file; raises OSError."""
+        rel = f"{PROC_IRQ}/{irq}/{filename}"
+        fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(fd).st_mode
+            text = self._read_fd(fd)
+        finally:
+            os.close(fd)
+        self.record(rel, text)
+        return text, bool(mode & WRITE_BITS)
+
+    def write_affinity(self, irq: int, text: str, filename: str = "smp_affinity_list") -> None:
+        """One ``write()`` of ``text`` to the IRQ's affinity file; raises OSError."""
+        fd = os.open(self.path(f"{PROC_IRQ}/{irq}/{filename}"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            data = (text + "\n").encode("ascii")
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
+        finally:
+            os.close(fd)
+
+    def write_default_affinity(self, text: str) -> None:
+        fd = os.open(self.path(DEFAULT_AFFINITY), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, (text + "\n").encode("ascii"))
+        finally:
+            os.close(fd)
+
+    def _read_irq(self, irq: int, sys_irq: bool, want_node: bool, msi_device: Dict[int, str]) -> IrqFacts:
+        base = f"{PROC_IRQ}/{irq}"
+        text: Optional[str] = None
+        writable = True
+        affinity_file = "smp_affinity_list"
+        read_error: Optional[str] = None
+        vanished = False
+        for filename in ("smp_affinity_list", "smp_affinity"):
+            try:
+                text, writable = self.read_affinity(irq, filename)
+                affinity_file = filename
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                read_error = f"cannot read {base}/{filename}: {describe_oserror(exc)}"
+                break
+        if text is None and read_error is None:
+            if os.path.isdir(self.path(base)):
+                read_error = f"{base} has neither smp_affinity_list nor smp_affinity"
+            else:
+                vanished = True
+        chip = name = ""
+        if sys_irq:
+            chip = (self.read_optional(f"{SYS_IRQ}/{irq}/chip_name") or "").strip()
+            name = (self.read_optional(f"{SYS_IRQ}/{irq}/actions") or "").strip()
+        effective = self.read_optional(f"{base}/effective_affinity_list")
+        node = None
+        if want_node:
+            node_text = (self.read_optional(f"{base}/node") or "").strip()
+            node = int(node_text) if node_text.isdigit() else None
+        return IrqFacts(
+            irq=irq,
+            chip=chip,
+            name=name,
+            device=msi_device.get(irq) or _bdf_from_chip(chip),
+            affinity_text=text.strip() if text is not None else None,
+            affinity_file=affinity_file,
+            read_error=read_error,
+            vanished=vanished,
+            writable=writable,
+            effective_text=effective.strip() if effective is not None else None,
+            node=node,
+        )
+
+    def _msi_devices(self) -> Dict[int, str]:
+        """IRQ -> PCI BDF from ``sys/bus/pci/devices/BDF/msi_irqs/N``."""
+        devices = self.listdir(PCI_DEVICES) or []
+        result: Dict[int, str] = {}
+        for bdf in sorted(devices):
+            rel = f"{PCI_DEVICES}/{bdf}/msi_irqs"
+            entries = self.listdir(rel)
+            if not entries:
+                continue
+            for entry in entries:
+                if entry.isdigit():
+                    result[int(entry)] = bdf
+                    self.record(f"{rel}/{entry}", None)
+        return result
+
+    def driver_of(self, bdf: str) -> Optional[str]:
+        try:
+            target = os.readlink(self.path(f"{PCI_DEVICES}/{bdf}/driver"))
+        except OSError:
+            return None
+        self.record(f"{PCI_DEVICES}/{bdf}/driver", None)
+        return os.path.basename(target)
+
+    # -- CPUID -------------------------------------------------------------------
+
+    def read_cpuid(self, cpu: int) -> Tuple[Optional[Dict[Tuple[int, int], cpuid_mod.Regs]], str]:
+        """The hypervisor leaves of ``cpu`` from ``dev/cpu/N/cpuid`` (device or text file)."""
+        rel = f"dev/cpu/{cpu}/cpuid"
+        path = self.path(rel)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None, f"{path} does not exist (load the cpuid module: modprobe cpuid)"
+            return None, f"cannot stat {path}: {describe_oserror(exc)}"
+        if stat.S_ISREG(mode):
+            try:
+                text = self._read(rel)
+                table = cpuid_mod.parse_text(text)
+            except OSError as exc:
+                return None, f"cannot read {path}: {describe_oserror(exc)}"
+            except cpuid_mod.CpuidFormatError as exc:
+                raise InputError(f"{path}: {exc}") from None
+            leaves = cpuid_mod.collect(lambda leaf, sub: table.get((leaf, sub), cpuid_mod.ZERO))
+        elif stat.S_ISCHR(mode):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                return None, f"cannot open {path}: {describe_oserror(exc)}"
+            try:
+                leaves = cpuid_mod.collect(
+                    lambda leaf, sub: cpuid_mod.decode_bytes(os.pread(fd, 16, cpuid_mod.device_offset(leaf, sub)))
+                )
+            except (OSError, cpuid_mod.CpuidFormatError) as exc:
+                detail = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+                return None, f"cannot read {path}: {detail}"
+            finally:
+                os.close(fd)
+        else:
+            return None, f"{path} is neither the cpuid device nor a text file"
+        self.cpuid_leaves_read[cpu] = leaves
+        return leaves, ""
+
+    # -- everything --------------------------------------------------------------
+
+    def collect(self, want_node: bool = False, want_driver: bool = False) -> Facts:
+        """Read every file the agent uses, once, and return the facts."""
+        cpuinfo = self.read_required(CPUINFO)
+        topology = build_topology(
+            cpuinfo,
+            self.read_optional(f"{CPU_DIR}/online"),
+            self.read_optional(f"{CPU_DIR}/possible"),
+        )
+        self.read_optional(f"{CPU_DIR}/present")  # recorded for snapshots and support
+        first_cpu = min(topology.apic_ids)
+        leaves, cpuid_note = self.read_cpuid(first_cpu)
+        irq_numbers = self.irq_numbers()
+        sys_irq = os.path.isdir(self.path(SYS_IRQ))
+        chip_source = "sysfs" if sys_irq else "none"
+        from_interrupts: Dict[int, Tuple[str, str]] = {}
+        if not sys_irq:
+            text = self.read_optional(INTERRUPTS)
+            if text is not None:
+                try:
+                    from_interrupts = parse_interrupts(text)
+                    chip_source = "interrupts"
+                except InterruptsFormatError as exc:
+                    raise InputError(f"{self.path(INTERRUPTS)}: {exc}") from None
+        msi_device = self._msi_devices()
+        irqs = []
+        drivers: Dict[str, Optional[str]] = {}
+        for irq in irq_numbers:
+            facts = self._read_irq(irq, sys_irq, want_node, msi_device)
+            if irq in from_interrupts:
+                chip, name = from_interrupts[irq]
+                facts = replace(facts, chip=chip, name=name, device=facts.device or _bdf_from_chip(chip))
+            if want_driver and facts.device:
+                if facts.device not in drivers:
+                    drivers[facts.device] = self.driver_of(facts.device)
+                facts = replace(facts, driver=drivers[facts.device])
+            irqs.append(facts)
+        default_affinity = self.read_optional(DEFAULT_AFFINITY)
+        return Facts(
+            root=self.root,
+            topology=topology,
+            irqs=tuple(irqs),
+            kernel=(self.read_optional(OSRELEASE) or "").strip() or None,
+            cmdline=(self.read_optional(CMDLINE) or "").strip(),
+            cpuid=leaves,
+            cpuid_cpu=first_cpu if leaves is not None else None,
+            cpuid_note=cpuid_note,
+            chip_source=chip_source,
+            default_affinity_text=default_affinity.strip() if default_affinity is not None else None,
+            numa_nodes=self._numa_nodes(topology.nr_cpu_ids) if want_node else {},
+        )
+
+    def _numa_nodes(self, nr_cpu_ids: int) -> Dict[int, int]:
+        nodes: Dict[int, int] = {}
+        for entry in sorted(self.listdir(NODE_DIR) or []):
+            if entry.startswith("node") and entry[4:].isdigit():
+                text = self.read_optional(f"{NODE_DIR}/{entry}/cpulist")
+                if text is None:
+                    continue
+                try:
+                    nodes[int(entry[4:])] = cpumask.parse_cpulist(text, nr_cpu_ids)
+                except cpumask.CpumaskError as exc:
+                    raise InputError(f"{self.path(NODE_DIR)}/{entry}/cpulist: {exc}") from None
+        return nodes
+
+
+def _bdf_from_chip(chip: str) -> Optional[str]:
+    """``PCI-MSIX-0000:00:05.0`` -> ``0000:00:05.0`` (per-device MSI domains, 6.2+)."""
+    for prefix in ("PCI-MSIX-", "PCI-MSI-"):
+        index = chip.find(prefix)
+        if index >= 0:
+            bdf = chip[index + len(prefix):]
+            if len(bdf) >= 7 and bdf.count(":") >= 1:
+                return bdf
+    return None

@@ -1,0 +1,288 @@
+"""Per IRQ: what it holds, what it should hold, and the status-to-be.  Pure.
+
+The plan is the same for ``audit``, ``apply --dry-run`` and ``apply``; only the
+executor turns ``would-change`` rows into writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from irqagent import cpumask
+from irqagent.config import Config, Rule, first_rule
+from irqagent.controllers import Controller
+from irqagent.facts import Facts, IrqFacts
+from irqagent.journal import Journal
+from irqagent.policy import Exclusion, SpreadItem, cmdline_exclusion, spread
+
+STATUSES = ("ok", "would-change", "changed", "failed", "managed", "fixed-by-kernel", "ignored", "vanished", "unreachable")
+DESTINATION_PHRASE = {
+    "8bit": "8-bit destination",
+    "15bit": "15-bit extended destination ID",
+    "hyperv-ir": "the Hyper-V IO-APIC (APIC IDs below 255)",
+    "remapped": "interrupt remapping",
+    "any": "paravirtual delivery",
+    "none": "a fixed controller",
+}
+
+
+@dataclass(frozen=True)
+class IrqRow:
+    """One IRQ in the plan and, after the executor, in the report."""
+
+    irq: int
+    chip: str
+    name: str
+    device: Optional[str]
+    destination: str
+    affinity: str  # the mask as read (normalised cpulist when it parsed)
+    effective: Optional[str]
+    target: Optional[str]  # what apply writes (or keeps); None when nothing can be written
+    status: str
+    compliant: bool
+    errno: Optional[str] = None
+    detail: str = ""
+    # Not reported: what the executor needs.
+    current: Optional[int] = field(default=None, compare=False, repr=False)
+    target_mask: Optional[int] = field(default=None, compare=False, repr=False)
+    fallback_mask: Optional[int] = field(default=None, compare=False, repr=False)
+    affinity_file: str = field(default="smp_affinity_list", compare=False, repr=False)
+    reachable: int = field(default=0, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DefaultAffinityRow:
+    """``proc/irq/default_smp_affinity``: the mask new IRQs start with."""
+
+    affinity: str
+    target: Optional[str]
+    status: str
+    detail: str = ""
+    errno: Optional[str] = None
+    current: Optional[int] = field(default=None, compare=False, repr=False)
+    target_mask: Optional[int] = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rows: Tuple[IrqRow, ...]
+    default_affinity: Optional[DefaultAffinityRow]
+    exclusion: Exclusion
+
+    @property
+    def writes(self) -> List[IrqRow]:
+        return [row for row in self.rows if row.status == "would-change"]
+
+
+def parse_mask(text: str, filename: str, nr_cpu_ids: int) -> int:
+    if filename == "smp_affinity":
+        return cpumask.parse_hexmask(text, nr_cpu_ids)
+    return cpumask.parse_cpulist(text, nr_cpu_ids)
+
+
+def exclusion_for(facts: Facts, config: Config) -> Exclusion:
+    topology = facts.topology
+    reasons: List[str] = []
+    cpus = config.policy.exclude_cpus & ((1 << topology.nr_cpu_ids) - 1)
+    if cpus:
+        reasons.append(f"policy.exclude_cpus={cpumask.format_cpulist(config.policy.exclude_cpus)}")
+    if config.policy.honour_cmdline:
+        boot = cmdline_exclusion(facts.cmdline, topology.online, topology.nr_cpu_ids)
+        cpus |= boot.cpus
+        reasons.extend(boot.reasons)
+    return Exclusion(cpus, tuple(reasons))
+
+
+def make_plan(
+    facts: Facts,
+    config: Config,
+    controllers: Mapping[str, Controller],
+    journal: Journal,
+) -> Plan:
+    topology = facts.topology
+    exclusion = exclusion_for(facts, config)
+    rules = {irq.irq: _rule_for(irq, config) for irq in facts.irqs} if config.rules else {}
+    spread_targets = _spread_targets(facts, config, controllers, rules, exclusion)
+    rows = []
+    for irq in facts.irqs:
+        rows.append(
+            _plan_irq(irq, controllers[irq.chip], rules.get(irq.irq), journal, exclusion, spread_targets, facts, config)
+        )
+    default = _plan_default_affinity(facts, config, controllers, exclusion)
+    return Plan(tuple(rows), default, exclusion)
+
+
+def _rule_for(irq: IrqFacts, config: Config) -> Optional[Rule]:
+    return first_rule(config.rules, irq=irq.irq, name=irq.name, chip=irq.chip, device=irq.device, driver=irq.driver)
+
+
+def _spread_targets(facts, config, controllers, rules, exclusion) -> Dict[int, int]:
+    items = []
+    for irq in facts.irqs:
+        rule = rules.get(irq.irq)
+        mode = (rule.mode if rule and rule.mode else None) or config.policy.mode
+        if mode != "spread" or (rule and (rule.ignore or rule.cpus is not None)):
+            continue
+        controller = controllers[irq.chip]
+        if not controller.settable or not irq.writable or irq.affinity_text is None:
+            continue
+        allowed = controller.reachable & ~exclusion.cpus
+        items.append(SpreadItem(irq.irq, irq.device or irq.chip or f"irq{irq.irq}", irq.node, allowed))
+    return spread(items, facts.numa_nodes) if items else {}
+
+
+def _fmt(mask: int) -> str:
+    return cpumask.format_cpulist(mask)
+
+
+def _plan_irq(
+    irq: IrqFacts,
+    controller: Controller,
+    rule: Optional[Rule],
+    journal: Journal,
+    exclusion: Exclusion,
+    spread_targets: Mapping[int, int],
+    facts: Facts,
+    config: Config,
+) -> IrqRow:
+    topology = facts.topology
+    row = IrqRow(
+        irq=irq.irq,
+        chip=irq.chip,
+        name=irq.name,
+        device=irq.device,
+        destination=controller.destination,
+        affinity=irq.affinity_text or "",
+        effective=irq.effective_text,
+        target=None,
+        status="ok",
+        compliant=True,
+        affinity_file=irq.affinity_file,
+        reachable=controller.reachable,
+    )
+    if irq.vanished:
+        return replace(row, status="vanished", detail="the IRQ went away while it was being read")
+    if irq.affinity_text is None:
+        return replace(row, status="failed", compliant=False, detail=irq.read_error or "affinity unreadable")
+    try:
+        current = parse_mask(irq.affinity_text, irq.affinity_file, topology.nr_cpu_ids)
+    except cpumask.CpumaskError as exc:
+        return replace(row, status="failed", compliant=False, detail=f"{irq.affinity_file} is invalid: {exc}")
+    row = replace(row, affinity=_fmt(current), current=current)
+    online_current = current & topology.online
+    if not controller.settable:
+        return replace(row, status="fixed-by-kernel", detail=f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone")
+    unreachable_now = online_current & controller.unreachable
+    compliant = not unreachable_now
+    details = []
+    if unreachable_now:
+        details.append(f"CPUs {_fmt(unreachable_now)} are unreachable under {DESTINATION_PHRASE[controller.destination]}")
+        details.extend(_aliases_hitting(controller, unreachable_now, topology))
+    row = replace(row, compliant=compliant)
+    if rule is not None and rule.ignore:
+        return replace(row, status="ignored", detail="; ".join([f"excluded by {rule.describe()}"] + details))
+    if not irq.writable:
+        if unreachable_now:
+            reachable = controller.reachable & ~exclusion.cpus or controller.reachable
+            details.append(
+                "the kernel manages this affinity (read-only file); fix it at boot with "
+                f"irqaffinity={_fmt(reachable)} or isolcpus=managed_irq,{_fmt(controller.unreachable)}"
+            )
+        return replace(row, status="managed", detail="; ".join(details))
+
+    allowed = controller.reachable & ~exclusion.cpus
+    excluded_now = online_current & exclusion.cpus & controller.reachable
+    if excluded_now:
+        details.append(f"CPUs {_fmt(excluded_now)} are excluded ({', '.join(exclusion.reasons)})")
+    if rule is not None and rule.cpus is not None:
+        base = rule.cpus
+        details.append(f"{rule.describe()} asks for CPUs {_fmt(rule.cpus)}")
+        refused = rule.cpus & ~allowed
+        if refused:
+            details.append(f"of which {_fmt(refused)} are unreachable, offline or excluded")
+    elif irq.irq in spread_targets:
+        base = spread_targets[irq.irq]
+    else:
+        base = online_current
+        entry = journal.entries.get(irq.irq)
+        if entry is not None and entry.same_interrupt(irq.chip, irq.name) and entry.file == irq.affinity_file:
+            try:
+                written = parse_mask(entry.written, entry.file, 1 << 24)
+                original = parse_mask(entry.original, entry.file, 1 << 24)
+            except cpumask.CpumaskError:
+                written = original = None
+            if written == current and original is not None:
+                base = original & topology.online
+                if base & allowed != online_current:
+                    details.append(f"back towards the original mask {_fmt(original)} (journal)")
+    desired = base & allowed
+    if not desired:
+        if allowed:
+            desired = allowed
+            if base:
+                details.append(f"none of CPUs {_fmt(base)} is usable: using every allowed CPU")
+        elif controller.reachable:
+            desired = controller.reachable
+            details.append("every reachable CPU is excluded: ignoring the exclusion for this IRQ")
+        else:
+            details.append("no online CPU is reachable by this controller: nothing safe to write")
+            return replace(row, status="unreachable", compliant=False, detail="; ".join(details))
+    fallback = allowed if allowed and allowed != desired else None
+    if desired == online_current:
+        return replace(row, status="ok", target=_fmt(current), target_mask=current, detail="; ".join(details))
+    return replace(
+        row,
+        status="would-change",
+        target=_fmt(desired),
+        target_mask=desired,
+        fallback_mask=fallback,
+        detail="; ".join(details),
+    )
+
+
+def _aliases_hitting(controller: Controller, cpus: int, topology) -> List[str]:
+    """Alias lines of the controller that concern ``cpus`` (old kernels truncate APIC IDs)."""
+    if not controller.aliases:
+        return []
+    return [line for line in controller.aliases if _mentions_any(line, cpus)]
+
+
+def _mentions_any(line: str, cpus: int) -> bool:
+    start = line.find("(CPUs ")
+    if start < 0:
+        return True
+    end = line.find(")", start)
+    try:
+        return bool(cpumask.parse_cpulist(line[start + 6 : end]) & cpus)
+    except cpumask.CpumaskError:
+        return True
+
+
+def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[DefaultAffinityRow]:
+    text = facts.default_affinity_text
+    if text is None or not config.policy.default_smp_affinity:
+        return None
+    topology = facts.topology
+    try:
+        current = cpumask.parse_hexmask(text, topology.nr_cpu_ids)
+    except cpumask.CpumaskError as exc:
+        return DefaultAffinityRow(affinity=text, target=None, status="failed", detail=f"invalid: {exc}")
+    unreachable = 0
+    for controller in controllers.values():
+        if controller.settable:
+            unreachable |= controller.unreachable
+    row = DefaultAffinityRow(affinity=_fmt(current), target=_fmt(current), status="ok", current=current, target_mask=current)
+    desired = current & ~((unreachable | exclusion.cpus) & topology.online)
+    if desired == current:
+        return row
+    if not desired & topology.online:
+        return replace(row, target=None, status="unreachable", detail="no online CPU would be left: left alone")
+    removed = current & ~desired
+    return replace(
+        row,
+        target=_fmt(desired),
+        target_mask=desired,
+        status="would-change",
+        detail=f"new IRQs would start on CPUs {_fmt(removed & topology.online)} that are unreachable or excluded",
+    )

@@ -1,0 +1,94 @@
+"""Where interrupts *should* go: excluded CPUs (config and kernel command line) and spreading.
+
+Pure functions.  ``restrict`` keeps each IRQ's own mask minus what is not allowed;
+``spread`` gives each device's queue IRQs one distinct CPU each, NUMA-local first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from irqagent import cpumask
+
+CMDLINE_FLAGS = ("nohz", "domain", "managed_irq")
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    cpus: int  # CPUs no IRQ should target
+    reasons: Tuple[str, ...]  # one phrase per source, e.g. "isolcpus=2-3"
+
+
+def _cmdline_values(cmdline: str, key: str) -> List[str]:
+    return [token.split("=", 1)[1] for token in cmdline.split() if token.startswith(key + "=")]
+
+
+def cmdline_exclusion(cmdline: str, online: int, nr_cpu_ids: int) -> Exclusion:
+    """CPUs the kernel command line keeps free of device interrupts."""
+    cpus = 0
+    reasons = []
+    for value in _cmdline_values(cmdline, "isolcpus"):
+        parts = value.split(",")
+        while parts and (parts[0] in CMDLINE_FLAGS or not re.match(r"^\d", parts[0])):
+            parts.pop(0)
+        mask = _lenient_cpulist(",".join(parts), nr_cpu_ids)
+        if mask:
+            cpus |= mask
+            reasons.append(f"isolcpus={value}")
+    for value in _cmdline_values(cmdline, "nohz_full"):
+        mask = _lenient_cpulist(value, nr_cpu_ids)
+        if mask:
+            cpus |= mask
+            reasons.append(f"nohz_full={value}")
+    for value in _cmdline_values(cmdline, "irqaffinity"):
+        mask = _lenient_cpulist(value, nr_cpu_ids)
+        if mask:
+            outside = online & ~mask
+            if outside:
+                cpus |= outside
+                reasons.append(f"irqaffinity={value}")
+    return Exclusion(cpus, tuple(reasons))
+
+
+def _lenient_cpulist(text: str, nr_cpu_ids: int) -> int:
+    """The kernel ignores a bad boot parameter; so do we (CPUs beyond nr_cpu_ids are dropped)."""
+    try:
+        return cpumask.parse_cpulist(text) & ((1 << nr_cpu_ids) - 1)
+    except cpumask.CpumaskError:
+        return 0
+
+
+@dataclass(frozen=True)
+class SpreadItem:
+    irq: int
+    group: str  # IRQs of one device spread together
+    node: Optional[int]
+    allowed: int  # CPUs this IRQ may take
+
+
+def spread(items: Sequence[SpreadItem], numa_nodes: Mapping[int, int]) -> Dict[int, int]:
+    """One CPU per IRQ: distinct within a device, NUMA-local first, balanced, deterministic.
+
+    IRQs are taken in (device, IRQ number) order; each takes, among its allowed CPUs
+    on its NUMA node (or all allowed CPUs when none is local), the CPU with the
+    fewest IRQs so far; among those, one its device does not use yet; then the
+    lowest number.  IRQs with the same allowed CPUs end up balanced within one.  The result depends only on the input, so a second run plans the same.
+    """
+    load: Dict[int, int] = {}
+    used_by_group: Dict[str, int] = {}
+    result: Dict[int, int] = {}
+    for item in sorted(items, key=lambda i: (i.group, i.irq)):
+        if not item.allowed:
+            continue
+        candidates = item.allowed
+        local = numa_nodes.get(item.node, 0) if item.node is not None else 0
+        if candidates & local:
+            candidates &= local
+        used = used_by_group.get(item.group, 0)
+        best = min(cpumask.iter_cpus(candidates), key=lambda cpu: (load.get(cpu, 0), (used >> cpu) & 1, cpu))
+        load[best] = load.get(best, 0) + 1
+        used_by_group[item.group] = used_by_group.get(item.group, 0) | (1 << best)
+        result[item.irq] = 1 << best
+    return result

@@ -1,0 +1,108 @@
+"""The text report: a header block, one line per IRQ needing attention, a summary.
+
+Fits an 80-column terminal: long cpulists and names are elided in the middle
+(never in JSON).  Colour only when asked (a TTY without ``NO_COLOR``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import List
+
+from irqagent import __version__, cpumask
+from irqagent.report import Report
+
+WIDTH = 80
+STATUS_COLOURS = {
+    "changed": "32",  # green
+    "would-change": "33",  # yellow
+    "failed": "31",  # red
+    "unreachable": "31",
+    "managed": "35",  # magenta
+    "vanished": "36",  # cyan
+}
+
+
+def elide(text: str, width: int) -> str:
+    """``"0-3,5,7,...,299"``: keep both ends, mark the cut with ``..``."""
+    if len(text) <= width:
+        return text
+    if width <= 4:
+        return text[:width]
+    head = (width - 2 + 1) // 2
+    tail = width - 2 - head
+    return text[:head] + ".." + (text[-tail:] if tail else "")
+
+
+def _cpus(mask: int) -> str:
+    return cpumask.format_cpulist(mask) or "-"
+
+
+def summary_line(report: Report) -> str:
+    summary = report.summary()
+    statuses = ", ".join(f"{status} {count}" for status, count in summary["by_status"].items())  # type: ignore[union-attr]
+    line = (f"{report.verb}: {summary['irqs']} IRQs, {summary['compliant']} compliant, "
+            f"{summary['noncompliant']} non-compliant, {summary['writes']} writes")
+    if report.command == "restore":
+        line += f", {report.not_restored} not restored"
+    return line + (f" ({statuses})" if statuses else "")
+
+
+def render_text(report: Report, verbose: bool = False, quiet: bool = False, colour: bool = False) -> str:
+    if quiet:
+        return summary_line(report) + "\n"
+    lines: List[str] = []
+    platform, topology = report.platform, report.topology
+    lines.append(f"irqagent {__version__} {report.verb} of {report.root}")
+    ext = "in use" if platform.ext_dest_id else "not in use"
+    header = [
+        ("hypervisor", f"{platform.vendor} ({platform.vendor_source}); extended destination ID {ext} "
+                       f"({platform.source}): {platform.apic_destination} APIC destinations"),
+        ("kernel", platform.kernel or "unknown"),
+        ("APIC", f"{platform.apic_mode}, {len(topology.apic_ids)} online CPUs of {cpumask.count(topology.possible)}"
+                 f" possible, APIC IDs up to {topology.max_apic_id}"
+                 + (", interrupt remapping" if platform.remapped else "")),
+    ]
+    if report.exclusion.cpus:
+        header.append(("excluded", f"CPUs {_cpus(report.exclusion.cpus)} ({', '.join(report.exclusion.reasons)})"))
+    if report.default_affinity is not None:
+        d = report.default_affinity
+        text = f"{d.affinity} {d.status}"
+        if d.target and d.target != d.affinity:
+            text = f"{d.affinity} -> {d.target} {d.status}"
+        header.append(("default", f"default_smp_affinity {text}"))
+    for note in platform.notes if verbose else ():
+        header.append(("note", note))
+    for key, value in header:
+        for number, chunk in enumerate(textwrap.wrap(value, WIDTH - 13) or [""]):
+            lines.append(f"  {key if number == 0 else '':<10} {chunk}")
+    lines.append("")
+    lines.append(f"  {'CONTROLLER':<22} {'DEST':<9} {'SOURCE':<8} {'REACHABLE':<14} {'UNREACHABLE':<14} IRQS")
+    for c in report.controllers:
+        reach = _cpus(c.reachable) if c.settable else "-"
+        lines.append(f"  {elide(c.chip or '(none)', 22):<22} {c.destination:<9} {c.source:<8} "
+                     f"{elide(reach, 14):<14} {elide(_cpus(c.unreachable), 14):<14} {c.irqs:>4}")
+        for alias in c.aliases if verbose else c.aliases[:3]:
+            for chunk in textwrap.wrap(alias, WIDTH - 6):
+                lines.append(f"      {chunk}")
+        if len(c.aliases) > 3 and not verbose:
+            lines.append(f"      ... {len(c.aliases) - 3} more alias groups (-v)")
+    shown = [row for row in report.rows if verbose or row.status != "ok"]
+    if shown:
+        lines.append("")
+        lines.append(f"  {'IRQ':>5} {'CHIP':<21} {'NAME':<15} {'AFFINITY -> TARGET':<19} STATUS")
+        for row in shown:
+            change = elide(row.affinity or "?", 9)
+            if row.target is not None and row.target != row.affinity:
+                change = f"{change} -> {elide(row.target, 9)}"
+            status = row.status + (f" {row.errno}" if row.errno else "")
+            if colour and row.status in STATUS_COLOURS:
+                status = f"\x1b[{STATUS_COLOURS[row.status]}m{status}\x1b[0m"
+            lines.append(f"  {row.irq:>5} {elide(row.chip or '-', 21):<21} {elide(row.name or '-', 15):<15} "
+                         f"{change:<19} {status}")
+            if row.detail and (verbose or row.status != "ok"):
+                for chunk in textwrap.wrap(row.detail, WIDTH - 8):
+                    lines.append(f"        {chunk}")
+    lines.append("")
+    lines.append(summary_line(report))
+    return "\n".join(lines) + "\n"

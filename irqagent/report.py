@@ -1,0 +1,131 @@
+"""The Report: one value per run.  It decides the exit status and renders to JSON.
+
+Text and Prometheus renderers live in :mod:`irqagent.render_text` and
+:mod:`irqagent.render_prometheus`; all three read only this value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from irqagent import __version__, cpumask
+from irqagent.controllers import Controller
+from irqagent.errors import ExitStatus
+from irqagent.plan import DefaultAffinityRow, IrqRow
+from irqagent.platform import Platform
+from irqagent.policy import Exclusion
+from irqagent.topology import Topology
+
+SCHEMA = "irqagent.report/1"
+IRQ_KEYS = ("irq", "chip", "name", "device", "destination", "affinity", "effective", "target",
+            "status", "compliant", "errno", "detail")
+
+
+@dataclass(frozen=True)
+class Report:
+    command: str  # audit | apply | restore | run
+    root: str
+    platform: Platform
+    topology: Topology
+    controllers: Tuple[Controller, ...]
+    rows: Tuple[IrqRow, ...]
+    default_affinity: Optional[DefaultAffinityRow] = None
+    exclusion: Exclusion = field(default_factory=lambda: Exclusion(0, ()))
+    writes: int = 0
+    dry_run: bool = False
+    not_restored: int = 0  # restore: journaled items left unrestored
+    timestamp: float = 0.0
+    duration: float = 0.0
+
+    # -- derived -------------------------------------------------------------
+
+    @property
+    def noncompliant(self) -> List[IrqRow]:
+        return [row for row in self.rows if not row.compliant and row.status != "ignored"]
+
+    def by_status(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for row in self.rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def errno_counts(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for row in self.rows:
+            if row.errno:
+                counts[row.errno] = counts.get(row.errno, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> Dict[str, object]:
+        compliant = sum(1 for row in self.rows if row.compliant)
+        return {
+            "irqs": len(self.rows),
+            "compliant": compliant,
+            "noncompliant": len(self.rows) - compliant,
+            "writes": self.writes,
+            "by_status": self.by_status(),
+        }
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """The report decides: 1 when an IRQ does not comply (restore: was not restored)."""
+        if self.command == "restore":
+            return ExitStatus.NONCOMPLIANT if self.not_restored else ExitStatus.OK
+        return ExitStatus.NONCOMPLIANT if self.noncompliant else ExitStatus.OK
+
+    @property
+    def verb(self) -> str:
+        return "apply --dry-run" if self.command == "apply" and self.dry_run else self.command
+
+    # -- JSON ------------------------------------------------------------------
+
+    def to_json(self) -> Dict[str, object]:
+        platform, topology = self.platform, self.topology
+        cpus = []
+        for cpu in cpumask.iter_cpus(topology.possible | topology.online):
+            apic = topology.apic_ids.get(cpu)
+            cpus.append({"cpu": cpu, "apic_id": apic, "online": apic is not None})
+        document: Dict[str, object] = {
+            "schema": SCHEMA,
+            "version": __version__,
+            "command": self.command,
+            "dry_run": self.dry_run,
+            "root": self.root,
+            "kernel": platform.kernel,
+            "hypervisor": {"vendor": platform.vendor, "ext_dest_id": platform.ext_dest_id, "source": platform.source},
+            "apic": {"mode": platform.apic_mode, "destination": platform.apic_destination,
+                     "remapped": platform.remapped, "notes": list(platform.notes)},
+            "excluded": {"cpus": cpumask.format_cpulist(self.exclusion.cpus), "reasons": list(self.exclusion.reasons)},
+            "cpus": cpus,
+            "controllers": [controller_json(c) for c in self.controllers],
+            "irqs": [irq_json(row) for row in self.rows],
+            "default_smp_affinity": default_json(self.default_affinity),
+            "summary": self.summary(),
+        }
+        if self.command == "restore":
+            document["summary"]["not_restored"] = self.not_restored  # type: ignore[index]
+        return document
+
+
+def controller_json(controller: Controller) -> Dict[str, object]:
+    return {
+        "chip": controller.chip,
+        "destination": controller.destination,
+        "source": controller.source,
+        "reachable": cpumask.format_cpulist(controller.reachable),
+        "unreachable": cpumask.format_cpulist(controller.unreachable),
+        "reachable_apic_ids": controller.reachable_apic_text,
+        "irqs": controller.irqs,
+        "detail": "; ".join(filter(None, [controller.detail, *controller.aliases])),
+    }
+
+
+def irq_json(row: IrqRow) -> Dict[str, object]:
+    return {key: getattr(row, key) for key in IRQ_KEYS}
+
+
+def default_json(row: Optional[DefaultAffinityRow]) -> Optional[Dict[str, object]]:
+    if row is None:
+        return None
+    return {"affinity": row.affinity, "target": row.target, "status": row.status, "errno": row.errno, "detail": row.detail}

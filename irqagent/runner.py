@@ -1,0 +1,100 @@
+"""One pipeline for every command: read -> platform -> controllers -> plan -> (execute) -> Report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional, TextIO
+
+from irqagent.config import Config, rules_need_driver
+from irqagent.controllers import Controller, build_controllers, chip_counts
+from irqagent.errors import StateError
+from irqagent.execute import apply_plan
+from irqagent.facts import Facts
+from irqagent.journal import EMPTY, Journal, JournalStore, StateLock
+from irqagent.kernel import KernelTree
+from irqagent.plan import Plan, make_plan
+from irqagent.platform import Platform, decide_platform
+from irqagent.report import Report
+from irqagent.restore import restore
+
+
+@dataclass(frozen=True)
+class Model:
+    facts: Facts
+    platform: Platform
+    controllers: Dict[str, Controller]
+    plan: Plan
+
+
+def read_facts(tree: KernelTree, config: Config) -> Facts:
+    wants_spread = config.policy.mode == "spread" or any(rule.mode == "spread" for rule in config.rules)
+    return tree.collect(want_node=wants_spread, want_driver=rules_need_driver(config.rules))
+
+
+def build_model(facts: Facts, config: Config, journal: Journal) -> Model:
+    """The pure part: everything the agent concludes from the facts."""
+    chips = chip_counts(irq.chip for irq in facts.irqs)
+    platform = decide_platform(facts, config, chips)
+    controllers = build_controllers(chips, platform, facts.topology, config)
+    plan = make_plan(facts, config, controllers, journal)
+    return Model(facts, platform, controllers, plan)
+
+
+def _report(command: str, model: Model, started: float, **kwargs) -> Report:
+    return Report(
+        command=command,
+        root=model.facts.root,
+        platform=model.platform,
+        topology=model.facts.topology,
+        controllers=tuple(model.controllers.values()),
+        rows=kwargs.pop("rows", model.plan.rows),
+        default_affinity=kwargs.pop("default_affinity", model.plan.default_affinity),
+        exclusion=model.plan.exclusion,
+        timestamp=time.time(),
+        duration=time.monotonic() - started,
+        **kwargs,
+    )
+
+
+def peek_journal(store: Optional[JournalStore], warn: TextIO = sys.stderr) -> Journal:
+    """The journal for read-only commands: a damaged one is a warning, not a stop."""
+    if store is None:
+        return EMPTY
+    try:
+        return store.load()
+    except StateError as exc:
+        print(f"irqagent: warning: {exc}", file=warn)
+        return EMPTY
+
+
+def audit(tree: KernelTree, config: Config, store: Optional[JournalStore] = None, command: str = "audit",
+          warn: TextIO = sys.stderr) -> Report:
+    """Read-only: the plan as a report (``audit`` and ``apply --dry-run``)."""
+    started = time.monotonic()
+    model = build_model(read_facts(tree, config), config, peek_journal(store, warn))
+    return _report(command, model, started, dry_run=command == "apply")
+
+
+def apply(tree: KernelTree, config: Config, store: JournalStore) -> Report:
+    """Plan, journal, write, verify.  The caller holds the state lock."""
+    started = time.monotonic()
+    journal = store.load()
+    model = build_model(read_facts(tree, config), config, journal)
+    execution = apply_plan(model.plan, tree, store, journal, model.facts.topology)
+    return _report("apply", model, started, rows=tuple(execution.rows),
+                   default_affinity=execution.default_affinity, writes=execution.writes)
+
+
+def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bool) -> Report:
+    started = time.monotonic()
+    journal = store.load()
+    model = build_model(read_facts(tree, config), config, EMPTY)
+    result = restore(model.facts, list(model.plan.rows), tree, store, journal, force)
+    return _report("restore", model, started, rows=tuple(result.rows), default_affinity=result.default_affinity,
+                   writes=result.writes, not_restored=result.not_restored)
+
+
+def locked(state_dir: str) -> StateLock:
+    return StateLock(state_dir)

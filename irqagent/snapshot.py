@@ -1,0 +1,80 @@
+"""``irqagent snapshot DIR``: copy every file the agent reads, as it read them.
+
+The copy is made from the very text the reader saw (not a second read), with the
+source file's mode (a read-only ``smp_affinity_list`` marks a managed IRQ), plus
+the CPUID leaves it used in the text form of ``dev/cpu/N/cpuid``.  So
+``irqagent audit --root DIR`` reproduces the live audit on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Dict, Optional
+
+from irqagent import __version__
+from irqagent import cpuid as cpuid_mod
+from irqagent.errors import IrqagentError
+from irqagent.kernel import SYS_IRQ, KernelTree, describe_oserror
+
+
+class RecordingTree(KernelTree):
+    """A KernelTree that keeps the text of every file it reads."""
+
+    def __init__(self, root: str = "/"):
+        super().__init__(root)
+        self.texts: Dict[str, Optional[str]] = {}
+
+    def record(self, rel: str, text: Optional[str]) -> None:
+        super().record(rel, text)
+        self.texts[rel] = text
+
+
+def take_snapshot(root: str, dest: str) -> int:
+    """Write the snapshot; return how many files it holds."""
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        raise IrqagentError(f"snapshot: {dest} exists and is not an empty directory")
+    tree = RecordingTree(root)
+    facts = tree.collect(want_node=True, want_driver=True)
+    try:
+        os.makedirs(dest, exist_ok=True)
+        count = 0
+        for rel, text in sorted(tree.texts.items()):
+            _copy_one(tree, rel, text, dest)
+            count += 1
+        # Directories whose presence the reader tests.
+        for irq in facts.irqs:
+            os.makedirs(os.path.join(dest, "proc/irq", str(irq.irq)), exist_ok=True)
+        if os.path.isdir(tree.path(SYS_IRQ)):
+            os.makedirs(os.path.join(dest, SYS_IRQ), exist_ok=True)
+        for cpu, leaves in tree.cpuid_leaves_read.items():
+            rel = f"dev/cpu/{cpu}/cpuid"
+            header = f"CPUID leaves read by irqagent {__version__} from {tree.path(rel)}"
+            _write(dest, rel, cpuid_mod.format_text(leaves, header), 0o644)
+            count += 1
+    except OSError as exc:
+        raise IrqagentError(f"snapshot: cannot write into {dest}: {describe_oserror(exc)}") from None
+    return count
+
+
+def _copy_one(tree: KernelTree, rel: str, text: Optional[str], dest: str) -> None:
+    source = tree.path(rel)
+    info = os.lstat(source)
+    if stat.S_ISLNK(info.st_mode):
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(os.readlink(source), target)
+        return
+    if text is None:
+        with open(source, "rb") as handle:
+            data = handle.read(1 << 16)
+        text = data.decode("utf-8", "replace")
+    _write(dest, rel, text, stat.S_IMODE(info.st_mode))
+
+
+def _write(dest: str, rel: str, text: str, mode: int) -> None:
+    target = os.path.join(dest, rel)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(target, mode)

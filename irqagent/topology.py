@@ -1,0 +1,116 @@
+"""CPUs, their APIC IDs and which are online: ``proc/cpuinfo`` and ``sys/devices/system/cpu``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional
+
+from irqagent import cpumask
+from irqagent.errors import InputError
+
+_CPUINFO_FIELD = re.compile(r"^(processor|apicid)[ \t]*:[ \t]*([^\n]*?)[ \t]*$", re.M)
+_FLAGS = re.compile(r"^flags[ \t]*:([^\n]*)$", re.M)
+
+
+class CpuinfoError(ValueError):
+    """``proc/cpuinfo`` text that cannot be understood."""
+
+
+def parse_cpuinfo(text: str) -> Dict[int, Optional[int]]:
+    """Map each ``processor`` number to its ``apicid`` (None when the block has none)."""
+    apic_ids: Dict[int, Optional[int]] = {}
+    current: Optional[int] = None
+    for match in _CPUINFO_FIELD.finditer(text):
+        key, value = match.group(1), match.group(2)
+        if not value.isdigit():
+            raise CpuinfoError(f"{key} value {value[:20]!r} is not a number")
+        number = int(value)
+        if key == "processor":
+            if number in apic_ids:
+                raise CpuinfoError(f"processor {number} appears twice")
+            current = number
+            apic_ids[number] = None
+        else:
+            if current is None:
+                raise CpuinfoError("apicid before any processor line")
+            if apic_ids[current] is not None:
+                raise CpuinfoError(f"processor {current} has two apicid lines")
+            apic_ids[current] = number
+    if not apic_ids:
+        raise CpuinfoError("no processor entries")
+    return apic_ids
+
+
+def has_x2apic_flag(text: str) -> bool:
+    """Whether the first CPU's ``flags`` include ``x2apic`` (the CPU supports it)."""
+    match = _FLAGS.search(text)
+    return bool(match) and "x2apic" in match.group(1).split()
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Online CPUs with their APIC IDs, and the possible CPU range."""
+
+    apic_ids: Mapping[int, int]  # online CPU -> APIC ID
+    online: int  # mask
+    possible: int  # mask
+    nr_cpu_ids: int  # CPU numbers at or beyond this are invalid in any mask
+    x2apic_capable: bool
+
+    @property
+    def max_apic_id(self) -> int:
+        return max(self.apic_ids.values(), default=0)
+
+    def cpu_of_apic_id(self) -> Dict[int, int]:
+        """APIC ID -> online CPU (for alias prediction)."""
+        return {apic: cpu for cpu, apic in self.apic_ids.items()}
+
+
+def build_topology(
+    cpuinfo_text: str,
+    online_text: Optional[str],
+    possible_text: Optional[str],
+) -> Topology:
+    """Combine cpuinfo with the online/possible cpulists; raise InputError when inconsistent."""
+    try:
+        listed = parse_cpuinfo(cpuinfo_text)
+    except CpuinfoError as exc:
+        raise InputError(f"proc/cpuinfo: {exc}") from None
+    nr_cpu_ids: Optional[int] = None
+    possible: Optional[int] = None
+    if possible_text is not None:
+        try:
+            possible = cpumask.parse_cpulist(possible_text)
+        except cpumask.CpumaskError as exc:
+            raise InputError(f"sys/devices/system/cpu/possible: {exc}") from None
+        if possible == 0:
+            raise InputError("sys/devices/system/cpu/possible: empty")
+        nr_cpu_ids = possible.bit_length()
+    if online_text is not None:
+        try:
+            online = cpumask.parse_cpulist(online_text, nr_cpu_ids)
+        except cpumask.CpumaskError as exc:
+            raise InputError(f"sys/devices/system/cpu/online: {exc}") from None
+    else:
+        online = cpumask.mask_of(listed)
+    if nr_cpu_ids is None:
+        nr_cpu_ids = max(online.bit_length(), max(listed) + 1)
+        possible = (1 << nr_cpu_ids) - 1
+    assert possible is not None
+    if online == 0:
+        raise InputError("no online CPU (sys/devices/system/cpu/online is empty)")
+    apic_ids: Dict[int, int] = {}
+    for cpu in cpumask.iter_cpus(online):
+        apic = listed.get(cpu)
+        if apic is None:
+            where = "is not in" if cpu not in listed else "has no apicid in"
+            raise InputError(f"online CPU {cpu} {where} proc/cpuinfo: cannot learn its APIC ID (is this an x86 guest?)")
+        apic_ids[cpu] = apic
+    return Topology(
+        apic_ids=apic_ids,
+        online=online,
+        possible=possible,
+        nr_cpu_ids=nr_cpu_ids,
+        x2apic_capable=has_x2apic_flag(cpuinfo_text),
+    )
