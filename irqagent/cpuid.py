@@ -44,7 +44,7 @@ SIGNATURES = {
 # at 0x40000000 for Windows guests), the native one says who the host is.
 VENDOR_PRIORITY = ("kvm", "xen", "hyperv")
 
-_TEXT_LINE = re.compile(r"^\s*(0[xX][0-9a-fA-F]+|\d+)" + r"\s+(0[xX][0-9a-fA-F]+|\d+)" * 5 + r"\s*$")
+_TEXT_LINE = re.compile(r"^\s*(0[xX][0-9a-fA-F]+|[0-9]+)" + r"\s+(0[xX][0-9a-fA-F]+|[0-9]+)" * 5 + r"\s*$")
 
 
 class CpuidFormatError(ValueError):

@@ -24,9 +24,10 @@ __all__ = [
     "iter_cpus",
     "count",
     "mask_of",
+    "is_decimal",
 ]
 
-_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$")
+_RANGE = re.compile(r"^([0-9]+)(?:-([0-9]+)(?::([0-9]+)/([0-9]+))?)?$")
 _RUNS = re.compile(r"1+")
 _HEXGROUP = re.compile(r"^[0-9a-fA-F]{1,8}$")
 
@@ -139,6 +140,11 @@ def format_hexmask(mask: int, nr_cpus: int) -> str:
     parts = [digits[:top_width]]
     parts.extend(digits[i : i + 8] for i in range(top_width, len(digits), 8))
     return ",".join(parts)
+
+
+def is_decimal(text: str) -> bool:
+    """True for a plain ASCII decimal number (``str.isdigit`` also takes ``"²"``)."""
+    return text.isascii() and text.isdigit()
 
 
 def iter_cpus(mask: int) -> Iterator[int]:

@@ -162,7 +162,8 @@ def _execute_row(row: IrqRow, tree: KernelTree, entry: JournalEntry, topology: T
     if not outcome.ok:
         details.append(outcome.detail)
         if outcome.vanished:
-            return replace(row, status="vanished", errno=errno_text, target=None, detail="; ".join(details)), None, 0
+            return replace(row, status="vanished", errno=errno_text, target=None, compliant=True,
+                           detail="; ".join(details)), None, 0
         if outcome.errno in ("EIO", "EPERM"):
             details.append("the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)")
             return replace(row, status="managed", errno=errno_text, detail="; ".join(details)), None, 0
@@ -173,7 +174,7 @@ def _execute_row(row: IrqRow, tree: KernelTree, entry: JournalEntry, topology: T
                        compliant=True, detail="; ".join(details)), kept, 1
     if outcome.vanished:
         details.append(outcome.detail)
-        return replace(row, status="vanished", errno=errno_text, detail="; ".join(details)), None, 1
+        return replace(row, status="vanished", errno=errno_text, compliant=True, detail="; ".join(details)), None, 1
     details.append(outcome.detail or f"the kernel accepted {cpumask.format_cpulist(target)} but holds {cpumask.format_cpulist(outcome.readback or 0)}")
     if outcome.readback is None:
         return replace(row, status="failed", errno=errno_text, compliant=False, detail="; ".join(details)), kept, 1

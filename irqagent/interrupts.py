@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Dict, Tuple
 
-_TYPED = re.compile(r"^(?P<chip>.*?)\s+(?:\d+-)?(?P<type>edge|level|fasteoi|simple|none|bad)\b\s*(?P<name>.*)$")
+from irqagent.cpumask import is_decimal
+
+_TYPED = re.compile(r"^(?P<chip>.*?)\s+(?:[0-9]+-)?(?P<type>edge|level|fasteoi|simple|none|bad)\b\s*(?P<name>.*)$")
 _JOINED_TYPE = re.compile(r"-(edge|level|fasteoi)$")
 
 
@@ -30,7 +32,7 @@ def parse_interrupts(text: str) -> Dict[int, Tuple[str, str]]:
     for line in lines[1:]:
         head, sep, rest = line.partition(":")
         head = head.strip()
-        if not sep or not head.isdigit():
+        if not sep or not is_decimal(head):
             continue  # NMI, LOC, ERR... are not IRQs
         fields = rest.split(None, ncpus)
         if len(fields) <= ncpus:

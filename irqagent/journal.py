@@ -100,7 +100,7 @@ def decode(text: str, where: str = FILENAME) -> Journal:
         raise damaged("entries is not an object")
     entries = {}
     for key, raw in body["entries"].items():
-        if not key.isdigit():
+        if not cpumask.is_decimal(key):
             raise damaged(f"IRQ key {key!r} is not a number")
         entries[int(key)] = _entry(int(key), raw, damaged)
     default = body[DEFAULT_AFFINITY_KEY]

@@ -111,7 +111,7 @@ class KernelTree:
             names = os.listdir(self.path(PROC_IRQ))
         except OSError as exc:
             raise InputError(f"cannot list {self.path(PROC_IRQ)}: {describe_oserror(exc)}") from None
-        return sorted(int(name) for name in names if name.isdigit() and len(name) < 10)
+        return sorted(int(name) for name in names if cpumask.is_decimal(name) and len(name) < 10)
 
     def read_affinity(self, irq: int, filename: str = "smp_affinity_list") -> Tuple[str, bool]:
         """(text, writable) of an affinity file; raises OSError."""
@@ -173,7 +173,7 @@ class KernelTree:
         node = None
         if want_node:
             node_text = (self.read_optional(f"{base}/node") or "").strip()
-            node = int(node_text) if node_text.isdigit() else None
+            node = int(node_text) if cpumask.is_decimal(node_text) else None
         return IrqFacts(
             irq=irq,
             chip=chip,
@@ -198,7 +198,7 @@ class KernelTree:
             if not entries:
                 continue
             for entry in entries:
-                if entry.isdigit():
+                if cpumask.is_decimal(entry):
                     result[int(entry)] = bdf
                     self.record(f"{rel}/{entry}", None)
         return result
@@ -307,7 +307,7 @@ class KernelTree:
     def _numa_nodes(self, nr_cpu_ids: int) -> Dict[int, int]:
         nodes: Dict[int, int] = {}
         for entry in sorted(self.listdir(NODE_DIR) or []):
-            if entry.startswith("node") and entry[4:].isdigit():
+            if entry.startswith("node") and cpumask.is_decimal(entry[4:]):
                 text = self.read_optional(f"{NODE_DIR}/{entry}/cpulist")
                 if text is None:
                     continue

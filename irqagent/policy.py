@@ -31,7 +31,7 @@ def cmdline_exclusion(cmdline: str, online: int, nr_cpu_ids: int) -> Exclusion:
     reasons = []
     for value in _cmdline_values(cmdline, "isolcpus"):
         parts = value.split(",")
-        while parts and (parts[0] in CMDLINE_FLAGS or not re.match(r"^\d", parts[0])):
+        while parts and (parts[0] in CMDLINE_FLAGS or not re.match(r"^[0-9]", parts[0])):
             parts.pop(0)
         mask = _lenient_cpulist(",".join(parts), nr_cpu_ids)
         if mask:

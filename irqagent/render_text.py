@@ -53,11 +53,13 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
         return summary_line(report) + "\n"
     lines: List[str] = []
     platform, topology = report.platform, report.topology
-    lines.append(f"irqagent {__version__} {report.verb} of {report.root}")
+    title = f"irqagent {__version__} {report.verb} of "
+    lines.append(title + elide(report.root, WIDTH - len(title)))
     ext = "in use" if platform.ext_dest_id else "not in use"
     header = [
-        ("hypervisor", f"{platform.vendor} ({platform.vendor_source}); extended destination ID {ext} "
-                       f"({platform.source}): {platform.apic_destination} APIC destinations"),
+        ("hypervisor", f"{platform.vendor} (from {platform.vendor_source})"),
+        ("destination", f"{platform.apic_destination} IO-APIC/MSI; extended destination ID {ext} "
+                        f"(from {platform.source})"),
         ("kernel", platform.kernel or "unknown"),
         ("APIC", f"{platform.apic_mode}, {len(topology.apic_ids)} online CPUs of {cpumask.count(topology.possible)}"
                  f" possible, APIC IDs up to {topology.max_apic_id}"
@@ -75,7 +77,7 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
         header.append(("note", note))
     for key, value in header:
         for number, chunk in enumerate(textwrap.wrap(value, WIDTH - 13) or [""]):
-            lines.append(f"  {key if number == 0 else '':<10} {chunk}")
+            lines.append(f"  {key if number == 0 else '':<11} {chunk}")
     lines.append("")
     lines.append(f"  {'CONTROLLER':<22} {'DEST':<9} {'SOURCE':<8} {'REACHABLE':<14} {'UNREACHABLE':<14} IRQS")
     for c in report.controllers:
@@ -101,7 +103,9 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
             lines.append(f"  {row.irq:>5} {elide(row.chip or '-', 21):<21} {elide(row.name or '-', 15):<15} "
                          f"{change:<19} {status}")
             if row.detail and (verbose or row.status != "ok"):
-                for chunk in textwrap.wrap(row.detail, WIDTH - 8):
+                # The first clause says why; -v (or JSON) has the whole story.
+                detail = row.detail if verbose else row.detail.split("; ")[0]
+                for chunk in textwrap.wrap(detail, WIDTH - 8):
                     lines.append(f"        {chunk}")
     lines.append("")
     lines.append(summary_line(report))

@@ -9,7 +9,6 @@ stops half-way, so it always names exactly the IRQs still to restore.
 
 from __future__ import annotations
 
-import errno as errno_mod
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -71,7 +70,7 @@ def _restore_one(
     nr = facts.topology.nr_cpu_ids
     if row is None or irq is None or row.status == "vanished":
         gone = "journaled, but the IRQ no longer exists; entry dropped"
-        return (replace(row, status="vanished", detail=gone) if row else None), False, 0
+        return (replace(row, status="vanished", compliant=True, detail=gone) if row else None), False, 0
     if row.current is None:
         return replace(row, status="failed", detail=f"cannot restore {entry.original}: {row.detail}"), True, 0
     original = parse_mask(entry.original, entry.file, nr)
@@ -94,7 +93,7 @@ def _restore_one(
         return (replace(row, status="changed", target=original_text, target_mask=original, compliant=compliant,
                         errno=None, detail="restored the original mask"), False, wrote)
     if outcome.vanished:
-        return replace(row, status="vanished", errno=outcome.errno, detail=outcome.detail), False, wrote
+        return replace(row, status="vanished", compliant=True, errno=outcome.errno, detail=outcome.detail), False, wrote
     status = "managed" if outcome.errno in ("EIO", "EPERM") else "failed"
     detail = outcome.detail or f"restoring {original_text} reads back {outcome.readback_text}"
     return replace(row, status=status, errno=outcome.errno, target=original_text, detail=detail), True, wrote
@@ -121,5 +120,3 @@ def _restore_default(entry: JournalEntry, tree: KernelTree, nr: int) -> Tuple[De
         return replace(row, status="failed", errno=errno_name(exc), detail=describe_oserror(exc)), True, 0
     return replace(row, status="changed", detail="restored the original mask"), False, 1
 
-
-__all__ = ["Restoration", "restore", "errno_mod"]

@@ -23,7 +23,7 @@ def parse_cpuinfo(text: str) -> Dict[int, Optional[int]]:
     current: Optional[int] = None
     for match in _CPUINFO_FIELD.finditer(text):
         key, value = match.group(1), match.group(2)
-        if not value.isdigit():
+        if not cpumask.is_decimal(value):
             raise CpuinfoError(f"{key} value {value[:20]!r} is not a number")
         number = int(value)
         if key == "processor":

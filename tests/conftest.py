@@ -1,0 +1,113 @@
+"""Shared test helpers: fixture trees, the CLI in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import List, Optional
+
+import pytest
+
+from irqagent.cli import Environment, main
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def copy_fixture(name: str, dest: str) -> str:
+    """Copy tests/fixtures/NAME to DEST and give its files their recorded modes."""
+    shutil.copytree(os.path.join(FIXTURES, name), dest, symlinks=True)
+    manifest = os.path.join(dest, "MODES")
+    with open(manifest) as handle:
+        for line in handle:
+            if line.strip():
+                mode, rel = line.split(None, 1)
+                os.chmod(os.path.join(dest, rel.strip()), int(mode, 8))
+    return dest
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """``tree("kvm-300-8bit")`` -> path of a private, writable copy of that fixture."""
+
+    def make(name: str) -> str:
+        return copy_fixture(name, str(tmp_path / name))
+
+    return make
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real CLI in-process: ``cli("audit", "--root", root)``."""
+
+    def run(*args: str, state_dir: Optional[str] = None, environ=None) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        argv: List[str] = list(args)
+        if state_dir is None and args and args[0] in ("audit", "apply", "restore"):
+            argv += ["--state-dir", str(tmp_path / "state")]
+        code = main(argv, Environment(stdout=out, stderr=err, environ=environ or {}))
+        return Result(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+def run_process(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI as users run it: a separate Python process."""
+    return subprocess.run([sys.executable, "-m", "irqagent", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, **kwargs)
+
+
+def read(root: str, rel: str) -> str:
+    with open(os.path.join(root, rel)) as handle:
+        return handle.read().strip()
+
+
+def write(root: str, rel: str, text: str) -> None:
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = os.stat(path).st_mode if os.path.exists(path) else None
+    with open(path, "w") as handle:
+        handle.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def make_facts(cpus=4, apic_ids=None, irqs=(), kernel="6.1.0", cpuid=None, online=None, possible=None,
+               cmdline="", default_affinity=None, numa_nodes=None):
+    """Facts without files: ``irqs`` holds IrqFacts or (irq, chip, affinity[, writable]) tuples."""
+    from irqagent.facts import Facts, IrqFacts
+    from irqagent.topology import Topology
+
+    apic_ids = list(apic_ids) if apic_ids is not None else list(range(cpus))
+    online_mask = online if online is not None else (1 << cpus) - 1
+    nr = possible or cpus
+    topology = Topology(
+        apic_ids={cpu: apic_ids[cpu] for cpu in range(cpus) if (online_mask >> cpu) & 1},
+        online=online_mask, possible=(1 << nr) - 1, nr_cpu_ids=nr, x2apic_capable=True,
+    )
+    built = []
+    for item in irqs:
+        if isinstance(item, IrqFacts):
+            built.append(item)
+            continue
+        irq, chip, affinity, *rest = item
+        built.append(IrqFacts(irq=irq, chip=chip, name=f"dev{irq}", affinity_text=affinity,
+                              writable=rest[0] if rest else True))
+    return Facts(root="/test", topology=topology, irqs=tuple(built), kernel=kernel, cmdline=cmdline, cpuid=cpuid,
+                 cpuid_cpu=0 if cpuid is not None else None, default_affinity_text=default_affinity,
+                 numa_nodes=numa_nodes or {})

@@ -1,0 +1,92 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, strategies as st
+
+from irqagent.errors import StateError
+from irqagent.journal import EMPTY, Journal, JournalEntry, JournalStore, StateLock, decode, encode
+
+
+def sample():
+    return Journal({24: JournalEntry(24, "0-299", "0-254", "PCI-MSI", "virtio1-input.0", time=1.5)},
+                   JournalEntry(-1, "fff,ffffffff", "7f,ffffffff", file="default_smp_affinity"))
+
+
+def test_round_trip(tmp_path):
+    store = JournalStore(str(tmp_path / "state"))
+    assert store.load() == EMPTY
+    store.save(sample())
+    assert store.load() == sample()
+    assert oct(os.stat(tmp_path / "state").st_mode & 0o777) == "0o700"
+
+
+def test_empty_journal_removes_the_file(tmp_path):
+    store = JournalStore(str(tmp_path))
+    store.save(sample())
+    store.save(EMPTY)
+    assert not os.path.exists(store.path)
+
+
+def test_no_temp_files_left_behind(tmp_path):
+    store = JournalStore(str(tmp_path))
+    for _ in range(3):
+        store.save(sample())
+    assert sorted(os.listdir(tmp_path)) == ["journal.json"]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda text: text[: len(text) // 2],  # torn
+    lambda text: text.replace('"0-254"', '"0-253"'),  # edited: checksum mismatch
+    lambda text: "",
+    lambda text: "\x00\x01garbage",
+    lambda text: text.replace("irqagent.journal/1", "irqagent.journal/9"),
+])
+def test_damaged_journal_is_detected(tmp_path, damage):
+    store = JournalStore(str(tmp_path))
+    store.save(sample())
+    with open(store.path) as handle:
+        text = handle.read()
+    with open(store.path, "w") as handle:
+        handle.write(damage(text))
+    with pytest.raises(StateError, match="damaged"):
+        store.load()
+
+
+def test_checksummed_garbage_masks_are_refused():
+    document = json.loads(encode(sample()))
+    document["entries"]["24"]["original"] = "not-a-mask"
+    body = {"entries": document["entries"], "default_smp_affinity": document["default_smp_affinity"]}
+    from irqagent.journal import _checksum
+
+    document["sha256"] = _checksum(body)
+    with pytest.raises(StateError, match="entry for IRQ 24"):
+        decode(json.dumps(document))
+
+
+def test_unusable_state_dir_is_a_state_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    store = JournalStore(str(tmp_path / "file" / "state"))  # a path through a regular file: ENOTDIR
+    with pytest.raises(StateError, match="refusing to change IRQs"):
+        store.save(sample())
+
+
+def test_lock_is_exclusive_across_processes(tmp_path):
+    with StateLock(str(tmp_path)):
+        code = ("import sys; from irqagent.journal import StateLock; from irqagent.errors import StateError\n"
+                f"try:\n    StateLock({str(tmp_path)!r}).acquire()\nexcept StateError as e:\n    print(e); sys.exit(3)\n")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 3
+        assert f"process {os.getpid()} holds" in result.stdout
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0
+
+
+@given(st.text(max_size=200))
+def test_decode_any_text_is_a_clean_error(text):
+    try:
+        decode(text)
+    except StateError:
+        pass

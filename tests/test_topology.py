@@ -1,0 +1,98 @@
+import os
+
+import pytest
+from hypothesis import given, strategies as st
+
+from irqagent import cpumask
+from irqagent.devtools.gentree import TreeSpec, _cpuinfo
+from irqagent.errors import InputError
+from irqagent.topology import CpuinfoError, build_topology, has_x2apic_flag, parse_cpuinfo
+
+from conftest import FIXTURES
+
+REAL_CPUINFO = os.path.join(FIXTURES, "real-files", "cpuinfo-kvm-2cpu")
+
+
+def real_cpuinfo() -> str:
+    with open(REAL_CPUINFO) as handle:
+        return handle.read()
+
+
+def test_real_cpuinfo_from_this_machine():
+    assert parse_cpuinfo(real_cpuinfo()) == {0: 0, 1: 1}
+    assert has_x2apic_flag(real_cpuinfo())
+
+
+def test_synthetic_32768_cpu_cpuinfo():
+    spec = TreeSpec(cpus=32768, apic_ids=[cpu * 2 for cpu in range(32768)], cpuinfo_style="minimal")
+    apic_ids = parse_cpuinfo(_cpuinfo(spec))
+    assert len(apic_ids) == 32768
+    assert apic_ids[32767] == 65534
+
+
+def test_full_style_cpuinfo_uses_apicid_not_initial_apicid():
+    spec = TreeSpec(cpus=300, cpuinfo_style="full")  # initial apicid is the low 8 bits there
+    assert parse_cpuinfo(_cpuinfo(spec))[299] == 299
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "no processor"),
+    ("processor : 0\napicid : x\n", "not a number"),
+    ("apicid : 0\nprocessor : 0\n", "apicid before"),
+    ("processor : 0\nprocessor : 0\n", "twice"),
+    ("processor : 0\napicid : 1\napicid : 2\n", "two apicid"),
+])
+def test_malformed_cpuinfo(text, message):
+    with pytest.raises(CpuinfoError, match=message):
+        parse_cpuinfo(text)
+
+
+def test_truncated_cpuinfo_is_a_clear_input_error():
+    text = real_cpuinfo()
+    truncated = text[: text.index("apicid", text.index("processor\t: 1"))]
+    with pytest.raises(InputError, match="online CPU 1 has no apicid in proc/cpuinfo"):
+        build_topology(truncated, "0-1", "0-1")
+
+
+def test_online_cpu_missing_from_cpuinfo():
+    with pytest.raises(InputError, match="online CPU 1 is not in proc/cpuinfo"):
+        build_topology("processor : 0\napicid : 0\n", "0-1", "0-3")
+
+
+def test_offline_cpus_are_not_required_in_cpuinfo():
+    topology = build_topology("processor : 0\napicid : 0\n\nprocessor : 2\napicid : 4\n", "0,2", "0-3")
+    assert topology.apic_ids == {0: 0, 2: 4}
+    assert topology.nr_cpu_ids == 4
+    assert topology.online == 0b101
+
+
+def test_without_sysfs_cpu_files_cpuinfo_decides():
+    topology = build_topology("processor : 0\napicid : 0\n\nprocessor : 1\napicid : 1\n", None, None)
+    assert topology.online == 3 and topology.nr_cpu_ids == 2
+
+
+def test_garbage_online_file():
+    with pytest.raises(InputError, match="sys/devices/system/cpu/online"):
+        build_topology("processor : 0\napicid : 0\n", "zz", "0")
+
+
+def test_online_beyond_possible():
+    with pytest.raises(InputError, match="beyond the last possible"):
+        build_topology("processor : 0\napicid : 0\n", "0-4", "0-1")
+
+
+@given(st.text(max_size=200))
+def test_any_cpuinfo_text_gives_a_clean_error_or_a_map(text):
+    try:
+        result = parse_cpuinfo(text)
+    except CpuinfoError:
+        return
+    assert all(isinstance(cpu, int) for cpu in result)
+
+
+@given(st.binary(max_size=200))
+def test_binary_garbage(data):
+    try:
+        build_topology(data.decode("utf-8", "replace"), None, None)
+    except InputError:
+        pass
