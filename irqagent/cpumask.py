@@ -142,6 +142,11 @@ def format_hexmask(mask: int, nr_cpus: int) -> str:
     return ",".join(parts)
 
 
+def cpus_phrase(mask: int) -> str:
+    """``"CPU 3"`` or ``"CPUs 3-5,8"`` for messages."""
+    return ("CPU " if count(mask) == 1 else "CPUs ") + format_cpulist(mask)
+
+
 def is_decimal(text: str) -> bool:
     """True for a plain ASCII decimal number (``str.isdigit`` also takes ``"²"``)."""
     return text.isascii() and text.isdigit()

@@ -136,6 +136,11 @@ def _fmt(mask: int) -> str:
     return cpumask.format_cpulist(mask)
 
 
+def _are(mask: int) -> str:
+    """``"CPU 3 is"`` / ``"CPUs 3-5 are"``."""
+    return cpumask.cpus_phrase(mask) + (" is" if cpumask.count(mask) == 1 else " are")
+
+
 def _plan_irq(
     irq: IrqFacts,
     controller: Controller,
@@ -177,7 +182,7 @@ def _plan_irq(
     compliant = not unreachable_now
     details = []
     if unreachable_now:
-        details.append(f"CPUs {_fmt(unreachable_now)} are unreachable under {DESTINATION_PHRASE[controller.destination]}")
+        details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
         details.extend(_aliases_hitting(controller, unreachable_now, topology))
     row = replace(row, compliant=compliant)
     if rule is not None and rule.ignore:
@@ -194,7 +199,7 @@ def _plan_irq(
     allowed = controller.reachable & ~exclusion.cpus
     excluded_now = online_current & exclusion.cpus & controller.reachable
     if excluded_now:
-        details.append(f"CPUs {_fmt(excluded_now)} are excluded ({', '.join(exclusion.reasons)})")
+        details.append(f"{_are(excluded_now)} excluded ({', '.join(exclusion.reasons)})")
     if rule is not None and rule.cpus is not None:
         base = rule.cpus
         details.append(f"{rule.describe()} asks for CPUs {_fmt(rule.cpus)}")
@@ -284,5 +289,5 @@ def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[De
         target=_fmt(desired),
         target_mask=desired,
         status="would-change",
-        detail=f"new IRQs would start on CPUs {_fmt(removed & topology.online)} that are unreachable or excluded",
+        detail=f"new IRQs would start on {cpumask.cpus_phrase(removed & topology.online)}, unreachable or excluded",
     )
