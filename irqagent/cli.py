@@ -93,49 +93,79 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, summary: str, description: str, epilog: str = EXIT_TEXT) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=description, epilog=epilog, formatter_class=_formatter)
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=epilog, formatter_class=_formatter
+        )
 
     def root(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--root", metavar="DIR", default="/",
-                       help="read (and write) kernel files under DIR instead of / (e.g. a snapshot); default /")
+        p.add_argument(
+            "--root",
+            metavar="DIR",
+            default="/",
+            help="read (and write) kernel files under DIR instead of / (e.g. a snapshot); default /",
+        )
 
     def config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", metavar="FILE",
-                       help=f"configuration file (default {DEFAULT_PATH}; missing default = built-in defaults)")
+        p.add_argument(
+            "--config",
+            metavar="FILE",
+            help=f"configuration file (default {DEFAULT_PATH}; missing default = built-in defaults)",
+        )
 
     def report_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", choices=FORMATS, default="text",
-                       help="report format: text (default), json (schema irqagent.report/1), prometheus, "
-                            "irqbalance-banned (an IRQBALANCE_BANNED_CPULIST= line)")
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="text",
+            help="report format: text (default), json (schema irqagent.report/1), prometheus, "
+            "irqbalance-banned (an IRQBALANCE_BANNED_CPULIST= line)",
+        )
         p.add_argument("--output", metavar="FILE", help="write the report to FILE atomically instead of stdout")
         p.add_argument("-v", "--verbose", action="store_true", help="text: list every IRQ and the platform notes")
         p.add_argument("-q", "--quiet", action="store_true", help="text: print only the summary line")
 
     def state_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
-                       help=f"where the journal of original masks lives (default {DEFAULT_STATE_DIR})")
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            default=DEFAULT_STATE_DIR,
+            help=f"where the journal of original masks lives (default {DEFAULT_STATE_DIR})",
+        )
 
-    p = command("audit", "report compliance; change nothing",
-                "Read the guest's CPUs, controllers and IRQs and report, per IRQ, whether its\n"
-                "affinity holds CPUs its controller cannot reach and what 'apply' would write.\n"
-                "Never writes anything under the root.")
+    p = command(
+        "audit",
+        "report compliance; change nothing",
+        "Read the guest's CPUs, controllers and IRQs and report, per IRQ, whether its\n"
+        "affinity holds CPUs its controller cannot reach and what 'apply' would write.\n"
+        "Never writes anything under the root.",
+    )
     root(p), config(p), report_options(p)
-    p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
-                   help="journal to read (read-only) so the audit shows what apply would do")
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=DEFAULT_STATE_DIR,
+        help="journal to read (read-only) so the audit shows what apply would do",
+    )
 
-    p = command("apply", "restrict non-compliant IRQs to reachable CPUs",
-                "Write each non-compliant IRQ's smp_affinity_list: its own mask minus\n"
-                "unreachable, offline and excluded CPUs (or every allowed CPU when nothing is\n"
-                "left), read it back, and report per IRQ. Originals are journaled under\n"
-                "--state-dir before the first write; 'irqagent restore' puts them back.\n"
-                "A second apply on an unchanged system writes nothing.")
+    p = command(
+        "apply",
+        "restrict non-compliant IRQs to reachable CPUs",
+        "Write each non-compliant IRQ's smp_affinity_list: its own mask minus\n"
+        "unreachable, offline and excluded CPUs (or every allowed CPU when nothing is\n"
+        "left), read it back, and report per IRQ. Originals are journaled under\n"
+        "--state-dir before the first write; 'irqagent restore' puts them back.\n"
+        "A second apply on an unchanged system writes nothing.",
+    )
     root(p), config(p), report_options(p), state_dir(p)
     p.add_argument("--dry-run", action="store_true", help="write nothing; report what would change")
 
-    p = command("restore", "write back the journaled original masks",
-                "For every IRQ in the journal that still holds what irqagent wrote, write back\n"
-                "its original mask. IRQs changed by someone else since (or now owned by another\n"
-                "device) are reported and kept in the journal unless --force.")
+    p = command(
+        "restore",
+        "write back the journaled original masks",
+        "For every IRQ in the journal that still holds what irqagent wrote, write back\n"
+        "its original mask. IRQs changed by someone else since (or now owned by another\n"
+        "device) are reported and kept in the journal unless --force.",
+    )
     root(p), state_dir(p)
     p.add_argument("--config", metavar="FILE", help="configuration file (for controller overrides in the report)")
     p.add_argument("--force", action="store_true", help="restore every journaled IRQ, whatever it holds now")
@@ -144,24 +174,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="list every IRQ")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
 
-    p = command("run", "keep IRQs compliant (systemd service)",
-                "Apply once, then keep every IRQ compliant: re-apply within a second of kernel\n"
-                "uevents (CPU hot-plug, PCI/virtio/net devices, MSI changes) and rescan every\n"
-                "--interval seconds. Speaks sd_notify (READY, STATUS, WATCHDOG, STOPPING).\n"
-                "SIGHUP reloads the config; SIGTERM and SIGINT stop it (exit 0).",
-                epilog="exit status:\n  0  stopped by SIGTERM/SIGINT\n  2  bad usage or config at start, "
-                       "state directory locked or unusable")
+    p = command(
+        "run",
+        "keep IRQs compliant (systemd service)",
+        "Apply once, then keep every IRQ compliant: re-apply within a second of kernel\n"
+        "uevents (CPU hot-plug, PCI/virtio/net devices, MSI changes) and rescan every\n"
+        "--interval seconds. Speaks sd_notify (READY, STATUS, WATCHDOG, STOPPING).\n"
+        "SIGHUP reloads the config; SIGTERM and SIGINT stop it (exit 0).",
+        epilog="exit status:\n  0  stopped by SIGTERM/SIGINT\n  2  bad usage or config at start, "
+        "state directory locked or unusable",
+    )
     root(p), config(p), state_dir(p)
     p.add_argument("--interval", metavar="SECONDS", type=float, help="rescan period (default 60, or [daemon] interval)")
     p.add_argument("--metrics-file", metavar="FILE", help="write Prometheus metrics to FILE after every pass")
     p.add_argument("--no-uevents", action="store_true", help="do not listen to kernel uevents (rescan only)")
 
-    p = command("snapshot", "copy every file irqagent reads into DIR",
-                "Copy the files the agent reads (cpuinfo, /proc/irq, /sys/kernel/irq, PCI\n"
-                "MSI links, CPUID leaves as text) into DIR, keeping their modes, so that\n"
-                "'irqagent audit --root DIR' on any machine reproduces this audit. Pack it with\n"
-                "'tar -C DIR -czf guest.tar.gz .' to attach it to a bug report.",
-                epilog="exit status:\n  0  snapshot written\n  2  could not read the root or write DIR")
+    p = command(
+        "snapshot",
+        "copy every file irqagent reads into DIR",
+        "Copy the files the agent reads (cpuinfo, /proc/irq, /sys/kernel/irq, PCI\n"
+        "MSI links, CPUID leaves as text) into DIR, keeping their modes, so that\n"
+        "'irqagent audit --root DIR' on any machine reproduces this audit. Pack it with\n"
+        "'tar -C DIR -czf guest.tar.gz .' to attach it to a bug report.",
+        epilog="exit status:\n  0  snapshot written\n  2  could not read the root or write DIR",
+    )
     p.add_argument("dir", metavar="DIR", help="destination directory (created; must be empty if it exists)")
     root(p)
     return parser
@@ -220,7 +256,9 @@ def cmd_apply(args: argparse.Namespace, env: Environment) -> int:
     _check_root(args.root)
     config = _load_config(args)
     if args.dry_run:
-        report = runner.audit(KernelTree(args.root), config, JournalStore(args.state_dir), command="apply", warn=env.stderr)
+        report = runner.audit(
+            KernelTree(args.root), config, JournalStore(args.state_dir), command="apply", warn=env.stderr
+        )
     else:
         with StateLock(args.state_dir):
             report = runner.apply(KernelTree(args.root), config, JournalStore(args.state_dir))
@@ -287,5 +325,7 @@ def main(argv: Optional[List[str]] = None, env: Optional[Environment] = None) ->
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
         if env.environ.get("IRQAGENT_DEBUG"):
             raise
-        env.stderr.write(f"irqagent: internal error: {type(exc).__name__}: {exc} (set IRQAGENT_DEBUG=1 for a traceback)\n")
+        env.stderr.write(
+            f"irqagent: internal error: {type(exc).__name__}: {exc} (set IRQAGENT_DEBUG=1 for a traceback)\n"
+        )
         return int(ExitStatus.ERROR)

@@ -142,7 +142,14 @@ class _Table:
 
 
 def _kind_names(kinds) -> str:
-    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "an array", dict: "a table"}
+    names = {
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -164,7 +171,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     reach = _Table(top.get("reachability", dict, {}), "reachability", ("broadcast_apic_id_255", "ext_dest_id"))
     ext = reach.get("ext_dest_id", (str, bool), "auto")
     if isinstance(ext, str) and ext != "auto":
-        raise ConfigError(f"reachability.ext_dest_id: {ext!r} is not one of \"auto\", true, false")
+        raise ConfigError(f'reachability.ext_dest_id: {ext!r} is not one of "auto", true, false')
     controllers = []
     for number, raw in enumerate(top.get("controller", list, []), 1):
         table = _Table(raw, f"controller[{number}]", ("chip", "destination", "reachable_apic_ids"))
@@ -180,11 +187,15 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
             try:
                 apic_ids = cpumask.parse_cpulist(apic_text)
             except cpumask.CpumaskError as exc:
-                raise ConfigError(f"controller[{number}].reachable_apic_ids: {exc}".replace("cpulist", "APIC ID list")) from None
+                raise ConfigError(
+                    f"controller[{number}].reachable_apic_ids: {exc}".replace("cpulist", "APIC ID list")
+                ) from None
             if destination == "none":
-                raise ConfigError(f"controller[{number}].reachable_apic_ids: makes no sense with destination \"none\"")
+                raise ConfigError(f'controller[{number}].reachable_apic_ids: makes no sense with destination "none"')
         controllers.append(ControllerOverride(chip, destination, apic_ids))
-    pol = _Table(top.get("policy", dict, {}), "policy", ("mode", "exclude_cpus", "honour_cmdline", "default_smp_affinity"))
+    pol = _Table(
+        top.get("policy", dict, {}), "policy", ("mode", "exclude_cpus", "honour_cmdline", "default_smp_affinity")
+    )
     policy = Policy(
         mode=pol.choice("mode", POLICY_MODES, "restrict"),
         exclude_cpus=pol.cpulist("exclude_cpus") or 0,
@@ -227,14 +238,18 @@ def _rule(index: int, raw: Any) -> Rule:
     cpus = table.cpulist("cpus")
     ignore = table.get("ignore", bool, False)
     mode = table.choice("mode", POLICY_MODES, None)
-    actions = [key for key, given in (("cpus", cpus is not None), ("ignore", ignore), ("mode", mode is not None)) if given]
+    actions = [
+        key for key, given in (("cpus", cpus is not None), ("ignore", ignore), ("mode", mode is not None)) if given
+    ]
     if not actions:
         raise ConfigError(f"{where}: no action (give one of cpus, ignore = true, mode)")
     if ignore and len(actions) > 1:
         raise ConfigError(f"{where}.ignore: cannot be combined with {', '.join(a for a in actions if a != 'ignore')}")
     if cpus is not None and cpus == 0:
         raise ConfigError(f"{where}.cpus: empty cpulist")
-    return Rule(index=index, irq=irq_mask, cpus=cpus, cpus_text=table.get("cpus", str), ignore=ignore, mode=mode, **matchers)
+    return Rule(
+        index=index, irq=irq_mask, cpus=cpus, cpus_text=table.get("cpus", str), ignore=ignore, mode=mode, **matchers
+    )
 
 
 def load_config(path: Optional[str], explicit: bool) -> Config:
@@ -279,4 +294,3 @@ def first_rule(rules: Tuple[Rule, ...], **irq_fields) -> Optional[Rule]:
 
 def rules_need_driver(rules: Tuple[Rule, ...]) -> bool:
     return any(rule.driver is not None for rule in rules)
-

@@ -152,7 +152,9 @@ def alias_groups(unreachable: int, topology: Topology, bits: int) -> List[str]:
     for window in sorted(windows):
         sources, targets, lost, broadcasts = windows[window]
         low_id, high_id = window * width, (window + 1) * width - 1
-        parts = [f"APIC IDs {low_id}-{high_id} ({cpumask.cpus_phrase(cpumask.mask_of(sources))}) truncate to {bits} bits:"]
+        parts = [
+            f"APIC IDs {low_id}-{high_id} ({cpumask.cpus_phrase(cpumask.mask_of(sources))}) truncate to {bits} bits:"
+        ]
         if targets:
             parts.append(f"delivered to {cpumask.cpus_phrase(cpumask.mask_of(targets))}")
         if lost:
@@ -160,8 +162,9 @@ def alias_groups(unreachable: int, topology: Topology, bits: int) -> List[str]:
         if broadcasts:
             parts.append(f"broadcast for {cpumask.cpus_phrase(cpumask.mask_of(broadcasts))} (low ID 255)")
         if window == 0 and broadcasts and not targets and not lost:
-            parts = [f"APIC ID 255 ({cpumask.cpus_phrase(cpumask.mask_of(broadcasts))}) is the 8-bit broadcast ID: sent to every CPU"]
-        lines.append(" ".join(parts[:1]) + " " + "; ".join(parts[1:]) if len(parts) > 1 else parts[0])
+            who = cpumask.cpus_phrase(cpumask.mask_of(broadcasts))
+            parts = [f"APIC ID 255 ({who}) is the 8-bit broadcast ID: sent to every CPU"]
+        lines.append(parts[0] + (" " + "; ".join(parts[1:]) if len(parts) > 1 else ""))
     return lines
 
 

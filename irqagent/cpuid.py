@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 Regs = Tuple[int, int, int, int]
 Leaves = Mapping[Tuple[int, int], Regs]
@@ -72,7 +72,9 @@ def parse_text(text: str) -> Dict[Tuple[int, int], Regs]:
             continue
         match = _TEXT_LINE.match(line)
         if match is None:
-            raise CpuidFormatError(f"line {number}: expected six numbers LEAF SUBLEAF EAX EBX ECX EDX, got {raw.strip()[:60]!r}")
+            raise CpuidFormatError(
+                f"line {number}: expected six numbers LEAF SUBLEAF EAX EBX ECX EDX, got {raw.strip()[:60]!r}"
+            )
         values = [int(v, 0) for v in match.groups()]
         if any(v > 0xFFFFFFFF for v in values):
             raise CpuidFormatError(f"line {number}: a value does not fit in 32 bits")
@@ -174,4 +176,3 @@ def decode(leaves: Leaves) -> CpuidHypervisor:
         extra += f"; unknown signature {unknown[0]!r}"
     state = "offered" if offered else "not offered"
     return CpuidHypervisor(vendor, offered, f"{vendor} at {base:#x}, extended destination ID {state} ({where}){extra}")
-

@@ -38,9 +38,7 @@ class CpumaskError(ValueError):
 
 def _check_limit(highest: int, nr_cpus: Optional[int], text: str) -> None:
     if nr_cpus is not None and highest >= nr_cpus:
-        raise CpumaskError(
-            f"CPU {highest} in {_shorten(text)!r} is beyond the last possible CPU ({nr_cpus - 1})"
-        )
+        raise CpumaskError(f"CPU {highest} in {_shorten(text)!r} is beyond the last possible CPU ({nr_cpus - 1})")
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -65,12 +65,16 @@ def write_and_verify(tree: KernelTree, irq: int, mask: int, filename: str, nr_cp
         if exc.errno in FATAL_ERRNOS:
             raise FatalWriteError(f"cannot write {where}: {describe_oserror(exc)}") from None
         vanished = exc.errno == errno_mod.ENOENT
-        return WriteOutcome(False, errno_name(exc), vanished=vanished, detail=f"writing {text} failed: {describe_oserror(exc)}")
+        return WriteOutcome(
+            False, errno_name(exc), vanished=vanished, detail=f"writing {text} failed: {describe_oserror(exc)}"
+        )
     try:
         raw, _ = tree.read_affinity(irq, filename)
     except OSError as exc:
         vanished = exc.errno == errno_mod.ENOENT
-        return WriteOutcome(True, vanished=vanished, detail=f"wrote {text} but cannot read it back: {describe_oserror(exc)}")
+        return WriteOutcome(
+            True, vanished=vanished, detail=f"wrote {text} but cannot read it back: {describe_oserror(exc)}"
+        )
     try:
         readback = parse_mask(raw.strip(), filename, nr_cpu_ids)
     except cpumask.CpumaskError as exc:
@@ -90,7 +94,9 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
     """Write every ``would-change`` row (and the default affinity); return the results."""
     nr_cpu_ids = topology.nr_cpu_ids
     pending = [row for row in plan.rows if row.status == "would-change"]
-    default = plan.default_affinity if plan.default_affinity and plan.default_affinity.status == "would-change" else None
+    default = (
+        plan.default_affinity if plan.default_affinity and plan.default_affinity.status == "would-change" else None
+    )
     if not pending and default is None:
         return Execution(list(plan.rows), plan.default_affinity, 0, journal)
 
@@ -118,7 +124,9 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
             if entry is not None:
                 final[row.irq] = entry
         if default is not None:
-            default_row, default_intended, wrote = _execute_default(default, tree, default_intended, default_before, nr_cpu_ids)
+            default_row, default_intended, wrote = _execute_default(
+                default, tree, default_intended, default_before, nr_cpu_ids
+            )
             writes += wrote
         else:
             default_intended = default_before
@@ -146,7 +154,9 @@ def _entry_for(row: IrqRow, existing: Optional[JournalEntry], nr_cpu_ids: int) -
     return new_entry(row.irq, original, target_text, row.chip, row.name, row.affinity_file)
 
 
-def _execute_row(row: IrqRow, tree: KernelTree, entry: JournalEntry, topology: Topology) -> Tuple[IrqRow, Optional[JournalEntry], int]:
+def _execute_row(
+    row: IrqRow, tree: KernelTree, entry: JournalEntry, topology: Topology
+) -> Tuple[IrqRow, Optional[JournalEntry], int]:
     """(result row, journal entry to keep or None, writes made)."""
     nr_cpu_ids = topology.nr_cpu_ids
     assert row.target_mask is not None
@@ -155,27 +165,45 @@ def _execute_row(row: IrqRow, tree: KernelTree, entry: JournalEntry, topology: T
     first_errno = outcome.errno
     details = [row.detail] if row.detail else []
     if not outcome.ok and outcome.errno == "ENOSPC" and row.fallback_mask:
-        details.append(f"ENOSPC (no free vector) on CPUs {cpumask.format_cpulist(target)}: retried on {cpumask.format_cpulist(row.fallback_mask)}")
+        tried, larger = cpumask.format_cpulist(target), cpumask.format_cpulist(row.fallback_mask)
+        details.append(f"ENOSPC (no free vector) on CPUs {tried}: retried on {larger}")
         target = row.fallback_mask
         outcome = write_and_verify(tree, row.irq, target, row.affinity_file, nr_cpu_ids)
     errno_text = outcome.errno or first_errno
     if not outcome.ok:
         details.append(outcome.detail)
         if outcome.vanished:
-            return replace(row, status="vanished", errno=errno_text, target=None, compliant=True,
-                           detail="; ".join(details)), None, 0
+            return (
+                replace(
+                    row, status="vanished", errno=errno_text, target=None, compliant=True, detail="; ".join(details)
+                ),
+                None,
+                0,
+            )
         if outcome.errno in ("EIO", "EPERM"):
             details.append("the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)")
             return replace(row, status="managed", errno=errno_text, detail="; ".join(details)), None, 0
         return replace(row, status="failed", errno=errno_text, detail="; ".join(details)), None, 0
     kept = replace(entry, written=format_for_file(target, row.affinity_file, nr_cpu_ids))
     if outcome.readback == target:
-        return replace(row, status="changed", target=cpumask.format_cpulist(target), target_mask=target, errno=errno_text,
-                       compliant=True, detail="; ".join(details)), kept, 1
+        return (
+            replace(
+                row,
+                status="changed",
+                target=cpumask.format_cpulist(target),
+                target_mask=target,
+                errno=errno_text,
+                compliant=True,
+                detail="; ".join(details),
+            ),
+            kept,
+            1,
+        )
     if outcome.vanished:
         details.append(outcome.detail)
         return replace(row, status="vanished", errno=errno_text, compliant=True, detail="; ".join(details)), None, 1
-    details.append(outcome.detail or f"the kernel accepted {cpumask.format_cpulist(target)} but holds {cpumask.format_cpulist(outcome.readback or 0)}")
+    held = cpumask.format_cpulist(outcome.readback or 0)
+    details.append(outcome.detail or f"the kernel accepted {cpumask.format_cpulist(target)} but holds {held}")
     if outcome.readback is None:
         return replace(row, status="failed", errno=errno_text, compliant=False, detail="; ".join(details)), kept, 1
     compliant = not (outcome.readback & topology.online & ~row.reachable)
@@ -202,7 +230,13 @@ def _execute_default(row, tree: KernelTree, entry: JournalEntry, previous: Optio
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:
             raise FatalWriteError(f"cannot write {tree.path(DEFAULT_AFFINITY)}: {describe_oserror(exc)}") from None
-        return replace(row, status="failed", errno=errno_name(exc), detail=f"writing {text} failed: {describe_oserror(exc)}"), previous, 0
+        return (
+            replace(
+                row, status="failed", errno=errno_name(exc), detail=f"writing {text} failed: {describe_oserror(exc)}"
+            ),
+            previous,
+            0,
+        )
     readback_text = (tree.read_optional(DEFAULT_AFFINITY) or "").strip()
     try:
         readback = cpumask.parse_hexmask(readback_text, nr_cpu_ids)

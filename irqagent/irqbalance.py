@@ -39,5 +39,7 @@ def irqbalance_warning(config: Config, root: str) -> Optional[str]:
         return None
     if not irqbalance_running():
         return None
-    return ("irqbalance is running and policy.mode is \"spread\": both will move IRQs; stop irqbalance or use "
-            "mode \"restrict\" with IRQBALANCE_BANNED_CPULIST (irqagent audit --format irqbalance-banned)")
+    return (
+        'irqbalance is running and policy.mode is "spread": both will move IRQs; stop irqbalance or use '
+        'mode "restrict" with IRQBALANCE_BANNED_CPULIST (irqagent audit --format irqbalance-banned)'
+    )

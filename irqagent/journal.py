@@ -83,9 +83,7 @@ def decode(text: str, where: str = FILENAME) -> Journal:
     """Parse and verify a journal; raise StateError when it is damaged in any way."""
 
     def damaged(reason: str) -> StateError:
-        return StateError(
-            f"journal {where} is damaged ({reason}); it is not used. Check it, then move it aside"
-        )
+        return StateError(f"journal {where} is damaged ({reason}); it is not used. Check it, then move it aside")
 
     try:
         document = json.loads(text)

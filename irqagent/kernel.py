@@ -323,7 +323,7 @@ def _bdf_from_chip(chip: str) -> Optional[str]:
     for prefix in ("PCI-MSIX-", "PCI-MSI-"):
         index = chip.find(prefix)
         if index >= 0:
-            bdf = chip[index + len(prefix):]
+            bdf = chip[index + len(prefix) :]
             if len(bdf) >= 7 and bdf.count(":") >= 1:
                 return bdf
     return None

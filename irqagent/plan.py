@@ -16,7 +16,17 @@ from irqagent.facts import Facts, IrqFacts
 from irqagent.journal import Journal
 from irqagent.policy import Exclusion, SpreadItem, cmdline_exclusion, spread
 
-STATUSES = ("ok", "would-change", "changed", "failed", "managed", "fixed-by-kernel", "ignored", "vanished", "unreachable")
+STATUSES = (
+    "ok",
+    "would-change",
+    "changed",
+    "failed",
+    "managed",
+    "fixed-by-kernel",
+    "ignored",
+    "vanished",
+    "unreachable",
+)
 DESTINATION_PHRASE = {
     "8bit": "8-bit destination",
     "15bit": "15-bit extended destination ID",
@@ -100,7 +110,6 @@ def make_plan(
     controllers: Mapping[str, Controller],
     journal: Journal,
 ) -> Plan:
-    topology = facts.topology
     exclusion = exclusion_for(facts, config)
     rules = {irq.irq: _rule_for(irq, config) for irq in facts.irqs} if config.rules else {}
     spread_targets = _spread_targets(facts, config, controllers, rules, exclusion)
@@ -177,7 +186,9 @@ def _plan_irq(
     row = replace(row, affinity=_fmt(current), current=current)
     online_current = current & topology.online
     if not controller.settable:
-        return replace(row, status="fixed-by-kernel", detail=f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone")
+        return replace(
+            row, status="fixed-by-kernel", detail=f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone"
+        )
     unreachable_now = online_current & controller.unreachable
     compliant = not unreachable_now
     details = []
@@ -277,7 +288,9 @@ def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[De
     for controller in controllers.values():
         if controller.settable:
             unreachable |= controller.unreachable
-    row = DefaultAffinityRow(affinity=_fmt(current), target=_fmt(current), status="ok", current=current, target_mask=current)
+    row = DefaultAffinityRow(
+        affinity=_fmt(current), target=_fmt(current), status="ok", current=current, target_mask=current
+    )
     desired = current & ~((unreachable | exclusion.cpus) & topology.online)
     if desired == current:
         return row

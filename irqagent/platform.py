@@ -79,9 +79,7 @@ def decide_platform(facts: Facts, config: Config, chips: Iterable[str]) -> Platf
             vendor, vendor_source = "unknown", "default"
 
     remapped = any(c.startswith("IR-") and not (vendor == "hyperv" and c == "IR-IO-APIC") for c in chips)
-    x2apic = max_apic >= MAX_8BIT_APIC_ID or (
-        facts.topology.x2apic_capable and "nox2apic" not in cmdline
-    )
+    x2apic = max_apic >= MAX_8BIT_APIC_ID or (facts.topology.x2apic_capable and "nox2apic" not in cmdline)
 
     if config.ext_dest_id is not None:
         use15, source = config.ext_dest_id, "config"
@@ -90,7 +88,10 @@ def decide_platform(facts: Facts, config: Config, chips: Iterable[str]) -> Platf
         source = "cpuid"
         use15 = offered and new_kernel
         if offered and not new_kernel:
-            notes.append(f"the host offers the extended destination ID but kernel {facts.kernel or '?'} predates 5.11 and cannot use it")
+            notes.append(
+                f"the host offers the extended destination ID but kernel {facts.kernel or '?'} "
+                "predates 5.11 and cannot use it"
+            )
         if not offered and max_apic > MAX_8BIT_APIC_ID and not remapped:
             notes.append(
                 f"an online CPU has APIC ID {max_apic} > 255 without remapping, yet CPUID does not offer the "

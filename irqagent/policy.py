@@ -74,7 +74,8 @@ def spread(items: Sequence[SpreadItem], numa_nodes: Mapping[int, int]) -> Dict[i
     IRQs are taken in (device, IRQ number) order; each takes, among its allowed CPUs
     on its NUMA node (or all allowed CPUs when none is local), the CPU with the
     fewest IRQs so far; among those, one its device does not use yet; then the
-    lowest number.  IRQs with the same allowed CPUs end up balanced within one.  The result depends only on the input, so a second run plans the same.
+    lowest number.  IRQs with the same allowed CPUs end up balanced within one.
+    The result depends only on the input, so a second run plans the same.
     """
     load: Dict[int, int] = {}
     used_by_group: Dict[str, int] = {}

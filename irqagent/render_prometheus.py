@@ -47,7 +47,9 @@ class _Writer:
     def __init__(self) -> None:
         self.lines: List[str] = []
 
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[Tuple[Tuple[Tuple[str, str], ...], float]]) -> None:
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[Tuple[Tuple[Tuple[str, str], ...], float]]
+    ) -> None:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
@@ -60,25 +62,59 @@ def render_prometheus(report: Report, counters: Optional[Counters] = None) -> st
         counters.add(report)
     out = _Writer()
     platform = report.platform
-    info = (("version", __version__), ("kernel", platform.kernel or ""), ("hypervisor", platform.vendor),
-            ("apic_destination", platform.apic_destination), ("command", report.verb))
+    info = (
+        ("version", __version__),
+        ("kernel", platform.kernel or ""),
+        ("hypervisor", platform.vendor),
+        ("apic_destination", platform.apic_destination),
+        ("command", report.verb),
+    )
     out.family("irqagent_info", "gauge", "Agent version, kernel and hypervisor (value is always 1).", [(info, 1)])
     by_status = report.by_status()
-    out.family("irqagent_irqs", "gauge", "IRQs by status in the last run.",
-               [((("status", status),), by_status.get(status, 0)) for status in STATUSES])
-    out.family("irqagent_noncompliant_irqs", "gauge",
-               "IRQs whose affinity holds an online CPU their controller cannot reach.", [((), len(report.noncompliant))])
-    out.family("irqagent_controller_reachable_cpus", "gauge", "Online CPUs each interrupt controller can deliver to.",
-               [((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.reachable)) for c in report.controllers])
-    out.family("irqagent_controller_unreachable_cpus", "gauge", "Online CPUs each interrupt controller cannot deliver to.",
-               [((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.unreachable)) for c in report.controllers])
-    out.family("irqagent_ext_dest_id", "gauge", "1 when the guest uses the 15-bit extended destination ID.",
-               [((), platform.ext_dest_id)])
+    out.family(
+        "irqagent_irqs",
+        "gauge",
+        "IRQs by status in the last run.",
+        [((("status", status),), by_status.get(status, 0)) for status in STATUSES],
+    )
+    out.family(
+        "irqagent_noncompliant_irqs",
+        "gauge",
+        "IRQs whose affinity holds an online CPU their controller cannot reach.",
+        [((), len(report.noncompliant))],
+    )
+    out.family(
+        "irqagent_controller_reachable_cpus",
+        "gauge",
+        "Online CPUs each interrupt controller can deliver to.",
+        [((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.reachable)) for c in report.controllers],
+    )
+    out.family(
+        "irqagent_controller_unreachable_cpus",
+        "gauge",
+        "Online CPUs each interrupt controller cannot deliver to.",
+        [
+            ((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.unreachable))
+            for c in report.controllers
+        ],
+    )
+    out.family(
+        "irqagent_ext_dest_id",
+        "gauge",
+        "1 when the guest uses the 15-bit extended destination ID.",
+        [((), platform.ext_dest_id)],
+    )
     out.family("irqagent_online_cpus", "gauge", "Online CPUs.", [((), len(report.topology.apic_ids))])
     out.family("irqagent_writes_total", "counter", "Affinity writes made (and read back).", [((), counters.writes)])
-    out.family("irqagent_write_failures_total", "counter", "Affinity writes the kernel refused, by errno.",
-               [((("errno", name),), count) for name, count in sorted(counters.failures.items())])
+    out.family(
+        "irqagent_write_failures_total",
+        "counter",
+        "Affinity writes the kernel refused, by errno.",
+        [((("errno", name),), count) for name, count in sorted(counters.failures.items())],
+    )
     out.family("irqagent_passes_total", "counter", "Runs (daemon passes) completed.", [((), counters.passes)])
-    out.family("irqagent_last_run_timestamp_seconds", "gauge", "Unix time the last run finished.", [((), report.timestamp)])
+    out.family(
+        "irqagent_last_run_timestamp_seconds", "gauge", "Unix time the last run finished.", [((), report.timestamp)]
+    )
     out.family("irqagent_last_run_duration_seconds", "gauge", "Wall time of the last run.", [((), report.duration)])
     return "\n".join(out.lines) + "\n"

@@ -41,8 +41,10 @@ def _cpus(mask: int) -> str:
 def summary_line(report: Report) -> str:
     summary = report.summary()
     statuses = ", ".join(f"{status} {count}" for status, count in summary["by_status"].items())  # type: ignore[union-attr]
-    line = (f"{report.verb}: {summary['irqs']} IRQs, {summary['compliant']} compliant, "
-            f"{summary['noncompliant']} non-compliant, {summary['writes']} writes")
+    line = (
+        f"{report.verb}: {summary['irqs']} IRQs, {summary['compliant']} compliant, "
+        f"{summary['noncompliant']} non-compliant, {summary['writes']} writes"
+    )
     if report.command == "restore":
         line += f", {report.not_restored} not restored"
     return line + (f" ({statuses})" if statuses else "")
@@ -58,12 +60,17 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
     ext = "in use" if platform.ext_dest_id else "not in use"
     header = [
         ("hypervisor", f"{platform.vendor} (from {platform.vendor_source})"),
-        ("destination", f"{platform.apic_destination} IO-APIC/MSI; extended destination ID {ext} "
-                        f"(from {platform.source})"),
+        (
+            "destination",
+            f"{platform.apic_destination} IO-APIC/MSI; extended destination ID {ext} (from {platform.source})",
+        ),
         ("kernel", platform.kernel or "unknown"),
-        ("APIC", f"{platform.apic_mode}, {len(topology.apic_ids)} online CPUs of {cpumask.count(topology.possible)}"
-                 f" possible, APIC IDs up to {topology.max_apic_id}"
-                 + (", interrupt remapping" if platform.remapped else "")),
+        (
+            "APIC",
+            f"{platform.apic_mode}, {len(topology.apic_ids)} online CPUs of {cpumask.count(topology.possible)}"
+            f" possible, APIC IDs up to {topology.max_apic_id}"
+            + (", interrupt remapping" if platform.remapped else ""),
+        ),
     ]
     if report.exclusion.cpus:
         header.append(("excluded", f"CPUs {_cpus(report.exclusion.cpus)} ({', '.join(report.exclusion.reasons)})"))
@@ -82,8 +89,10 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
     lines.append(f"  {'CONTROLLER':<22} {'DEST':<9} {'SOURCE':<8} {'REACHABLE':<14} {'UNREACHABLE':<14} IRQS")
     for c in report.controllers:
         reach = _cpus(c.reachable) if c.settable else "-"
-        lines.append(f"  {elide(c.chip or '(none)', 22):<22} {c.destination:<9} {c.source:<8} "
-                     f"{elide(reach, 14):<14} {elide(_cpus(c.unreachable), 14):<14} {c.irqs:>4}")
+        lines.append(
+            f"  {elide(c.chip or '(none)', 22):<22} {c.destination:<9} {c.source:<8} "
+            f"{elide(reach, 14):<14} {elide(_cpus(c.unreachable), 14):<14} {c.irqs:>4}"
+        )
         for alias in c.aliases if verbose else c.aliases[:3]:
             for chunk in textwrap.wrap(alias, WIDTH - 6):
                 lines.append(f"      {chunk}")
@@ -100,8 +109,10 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
             status = row.status + (f" {row.errno}" if row.errno else "")
             if colour and row.status in STATUS_COLOURS:
                 status = f"\x1b[{STATUS_COLOURS[row.status]}m{status}\x1b[0m"
-            lines.append(f"  {row.irq:>5} {elide(row.chip or '-', 21):<21} {elide(row.name or '-', 15):<15} "
-                         f"{change:<19} {status}")
+            lines.append(
+                f"  {row.irq:>5} {elide(row.chip or '-', 21):<21} {elide(row.name or '-', 15):<15} "
+                f"{change:<19} {status}"
+            )
             if row.detail and (verbose or row.status != "ok"):
                 # The first clause says why; -v (or JSON) has the whole story.
                 detail = row.detail if verbose else row.detail.split("; ")[0]

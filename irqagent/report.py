@@ -18,8 +18,20 @@ from irqagent.policy import Exclusion
 from irqagent.topology import Topology
 
 SCHEMA = "irqagent.report/1"
-IRQ_KEYS = ("irq", "chip", "name", "device", "destination", "affinity", "effective", "target",
-            "status", "compliant", "errno", "detail")
+IRQ_KEYS = (
+    "irq",
+    "chip",
+    "name",
+    "device",
+    "destination",
+    "affinity",
+    "effective",
+    "target",
+    "status",
+    "compliant",
+    "errno",
+    "detail",
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +106,12 @@ class Report:
             "root": self.root,
             "kernel": platform.kernel,
             "hypervisor": {"vendor": platform.vendor, "ext_dest_id": platform.ext_dest_id, "source": platform.source},
-            "apic": {"mode": platform.apic_mode, "destination": platform.apic_destination,
-                     "remapped": platform.remapped, "notes": list(platform.notes)},
+            "apic": {
+                "mode": platform.apic_mode,
+                "destination": platform.apic_destination,
+                "remapped": platform.remapped,
+                "notes": list(platform.notes),
+            },
             "excluded": {"cpus": cpumask.format_cpulist(self.exclusion.cpus), "reasons": list(self.exclusion.reasons)},
             "cpus": cpus,
             "controllers": [controller_json(c) for c in self.controllers],
@@ -128,4 +144,10 @@ def irq_json(row: IrqRow) -> Dict[str, object]:
 def default_json(row: Optional[DefaultAffinityRow]) -> Optional[Dict[str, object]]:
     if row is None:
         return None
-    return {"affinity": row.affinity, "target": row.target, "status": row.status, "errno": row.errno, "detail": row.detail}
+    return {
+        "affinity": row.affinity,
+        "target": row.target,
+        "status": row.status,
+        "errno": row.errno,
+        "detail": row.detail,
+    }

@@ -79,19 +79,33 @@ def _restore_one(
     if row.current == original:
         return replace(row, status="ok", target=original_text, detail="already holds its original mask"), False, 0
     if not force and not entry.same_interrupt(irq.chip, irq.name):
-        detail = (f"now belongs to {irq.chip} {irq.name!r}, journaled as {entry.chip} {entry.name!r}; "
-                  "--force restores anyway")
+        detail = (
+            f"now belongs to {irq.chip} {irq.name!r}, journaled as {entry.chip} {entry.name!r}; --force restores anyway"
+        )
         return replace(row, status="ignored", target=None, detail=detail), True, 0
     if not force and row.current != written:
-        detail = (f"holds {row.affinity}, not the {cpumask.format_cpulist(written)} the agent wrote "
-                  "(changed since); --force restores anyway")
+        detail = (
+            f"holds {row.affinity}, not the {cpumask.format_cpulist(written)} the agent wrote "
+            "(changed since); --force restores anyway"
+        )
         return replace(row, status="ignored", target=None, detail=detail), True, 0
     outcome = write_and_verify(tree, row.irq, original, entry.file, nr)
     wrote = 1 if outcome.ok else 0
     if outcome.ok and outcome.readback == original:
         compliant = row.destination == "none" or not (original & facts.topology.online & ~row.reachable)
-        return (replace(row, status="changed", target=original_text, target_mask=original, compliant=compliant,
-                        errno=None, detail="restored the original mask"), False, wrote)
+        return (
+            replace(
+                row,
+                status="changed",
+                target=original_text,
+                target_mask=original,
+                compliant=compliant,
+                errno=None,
+                detail="restored the original mask",
+            ),
+            False,
+            wrote,
+        )
     if outcome.vanished:
         return replace(row, status="vanished", compliant=True, errno=outcome.errno, detail=outcome.detail), False, wrote
     status = "managed" if outcome.errno in ("EIO", "EPERM") else "failed"
@@ -108,7 +122,10 @@ def _restore_default(entry: JournalEntry, tree: KernelTree, nr: int) -> Tuple[De
         current = None
     row = DefaultAffinityRow(
         affinity=cpumask.format_cpulist(current) if current is not None else current_text,
-        target=cpumask.format_cpulist(original), status="ok", current=current, target_mask=original,
+        target=cpumask.format_cpulist(original),
+        status="ok",
+        current=current,
+        target_mask=original,
     )
     if current == original:
         return replace(row, detail="already holds its original mask"), False, 0
@@ -119,4 +136,3 @@ def _restore_default(entry: JournalEntry, tree: KernelTree, nr: int) -> Tuple[De
             raise FatalWriteError(f"cannot write {tree.path(DEFAULT_AFFINITY)}: {describe_oserror(exc)}") from None
         return replace(row, status="failed", errno=errno_name(exc), detail=describe_oserror(exc)), True, 0
     return replace(row, status="changed", detail="restored the original mask"), False, 1
-

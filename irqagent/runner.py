@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-from typing import Dict, Optional, TextIO
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Optional, TextIO
 
 from irqagent.config import Config, rules_need_driver
 from irqagent.controllers import Controller, build_controllers, chip_counts
 from irqagent.errors import StateError
 from irqagent.execute import apply_plan
 from irqagent.facts import Facts
-from irqagent.journal import EMPTY, Journal, JournalStore, StateLock
+from irqagent.journal import EMPTY, Journal, JournalStore
 from irqagent.kernel import KernelTree
-from irqagent.plan import Plan, make_plan
+from irqagent.plan import IrqRow, Plan, make_plan
 from irqagent.platform import Platform, decide_platform
 from irqagent.report import Report
 from irqagent.restore import restore
@@ -69,22 +69,59 @@ def peek_journal(store: Optional[JournalStore], warn: TextIO = sys.stderr) -> Jo
         return EMPTY
 
 
-def audit(tree: KernelTree, config: Config, store: Optional[JournalStore] = None, command: str = "audit",
-          warn: TextIO = sys.stderr) -> Report:
+def audit(
+    tree: KernelTree,
+    config: Config,
+    store: Optional[JournalStore] = None,
+    command: str = "audit",
+    warn: TextIO = sys.stderr,
+) -> Report:
     """Read-only: the plan as a report (``audit`` and ``apply --dry-run``)."""
     started = time.monotonic()
     model = build_model(read_facts(tree, config), config, peek_journal(store, warn))
     return _report(command, model, started, dry_run=command == "apply")
 
 
-def apply(tree: KernelTree, config: Config, store: JournalStore) -> Report:
-    """Plan, journal, write, verify.  The caller holds the state lock."""
+def apply(
+    tree: KernelTree,
+    config: Config,
+    store: JournalStore,
+    refused: Optional[Callable[[IrqRow], Optional[IrqRow]]] = None,
+) -> Report:
+    """Plan, journal, write, verify.  The caller holds the state lock.
+
+    ``refused(row)`` (the daemon's memory) returns the earlier outcome of a write the
+    kernel refused; such rows are reported again instead of written again.
+    """
     started = time.monotonic()
     journal = store.load()
     model = build_model(read_facts(tree, config), config, journal)
-    execution = apply_plan(model.plan, tree, store, journal, model.facts.topology)
-    return _report("apply", model, started, rows=tuple(execution.rows),
-                   default_affinity=execution.default_affinity, writes=execution.writes)
+    plan = model.plan
+    if refused is not None:
+        plan = replace(plan, rows=tuple(_not_again(row, refused) for row in plan.rows))
+    execution = apply_plan(plan, tree, store, journal, model.facts.topology)
+    return _report(
+        "apply",
+        model,
+        started,
+        rows=tuple(execution.rows),
+        default_affinity=execution.default_affinity,
+        writes=execution.writes,
+    )
+
+
+def _not_again(row: IrqRow, refused: Callable[[IrqRow], Optional[IrqRow]]) -> IrqRow:
+    if row.status != "would-change":
+        return row
+    earlier = refused(row)
+    if earlier is None:
+        return row
+    return replace(
+        row,
+        status=earlier.status,
+        errno=earlier.errno,
+        detail=f"{earlier.detail}; refused before: not retried until the mask, target or config changes",
+    )
 
 
 def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bool) -> Report:
@@ -92,9 +129,12 @@ def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bo
     journal = store.load()
     model = build_model(read_facts(tree, config), config, EMPTY)
     result = restore(model.facts, list(model.plan.rows), tree, store, journal, force)
-    return _report("restore", model, started, rows=tuple(result.rows), default_affinity=result.default_affinity,
-                   writes=result.writes, not_restored=result.not_restored)
-
-
-def locked(state_dir: str) -> StateLock:
-    return StateLock(state_dir)
+    return _report(
+        "restore",
+        model,
+        started,
+        rows=tuple(result.rows),
+        default_affinity=result.default_affinity,
+        writes=result.writes,
+        not_restored=result.not_restored,
+    )

@@ -68,8 +68,9 @@ def cli(tmp_path):
 
 def run_process(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """The CLI as users run it: a separate Python process."""
-    return subprocess.run([sys.executable, "-m", "irqagent", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "irqagent", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs
+    )
 
 
 def read(root: str, rel: str) -> str:
@@ -87,8 +88,18 @@ def write(root: str, rel: str, text: str) -> None:
         os.chmod(path, mode)
 
 
-def make_facts(cpus=4, apic_ids=None, irqs=(), kernel="6.1.0", cpuid=None, online=None, possible=None,
-               cmdline="", default_affinity=None, numa_nodes=None):
+def make_facts(
+    cpus=4,
+    apic_ids=None,
+    irqs=(),
+    kernel="6.1.0",
+    cpuid=None,
+    online=None,
+    possible=None,
+    cmdline="",
+    default_affinity=None,
+    numa_nodes=None,
+):
     """Facts without files: ``irqs`` holds IrqFacts or (irq, chip, affinity[, writable]) tuples."""
     from irqagent.facts import Facts, IrqFacts
     from irqagent.topology import Topology
@@ -98,7 +109,10 @@ def make_facts(cpus=4, apic_ids=None, irqs=(), kernel="6.1.0", cpuid=None, onlin
     nr = possible or cpus
     topology = Topology(
         apic_ids={cpu: apic_ids[cpu] for cpu in range(cpus) if (online_mask >> cpu) & 1},
-        online=online_mask, possible=(1 << nr) - 1, nr_cpu_ids=nr, x2apic_capable=True,
+        online=online_mask,
+        possible=(1 << nr) - 1,
+        nr_cpu_ids=nr,
+        x2apic_capable=True,
     )
     built = []
     for item in irqs:
@@ -106,8 +120,17 @@ def make_facts(cpus=4, apic_ids=None, irqs=(), kernel="6.1.0", cpuid=None, onlin
             built.append(item)
             continue
         irq, chip, affinity, *rest = item
-        built.append(IrqFacts(irq=irq, chip=chip, name=f"dev{irq}", affinity_text=affinity,
-                              writable=rest[0] if rest else True))
-    return Facts(root="/test", topology=topology, irqs=tuple(built), kernel=kernel, cmdline=cmdline, cpuid=cpuid,
-                 cpuid_cpu=0 if cpuid is not None else None, default_affinity_text=default_affinity,
-                 numa_nodes=numa_nodes or {})
+        built.append(
+            IrqFacts(irq=irq, chip=chip, name=f"dev{irq}", affinity_text=affinity, writable=rest[0] if rest else True)
+        )
+    return Facts(
+        root="/test",
+        topology=topology,
+        irqs=tuple(built),
+        kernel=kernel,
+        cmdline=cmdline,
+        cpuid=cpuid,
+        cpuid_cpu=0 if cpuid is not None else None,
+        default_affinity_text=default_affinity,
+        numa_nodes=numa_nodes or {},
+    )

@@ -11,10 +11,28 @@ from conftest import FIXTURES, read, run_process, write
 
 EXPECTED = {
     # fixture: (exit status, hypervisor vendor, ext_dest_id, source, {chip: (destination, reachable, unreachable)})
-    "kvm-300-8bit": (1, "kvm", False, "cpuid", {"IO-APIC": ("8bit", "0-254", "255-299"), "PCI-MSI": ("8bit", "0-254", "255-299")}),
+    "kvm-300-8bit": (
+        1,
+        "kvm",
+        False,
+        "cpuid",
+        {"IO-APIC": ("8bit", "0-254", "255-299"), "PCI-MSI": ("8bit", "0-254", "255-299")},
+    ),
     "kvm-300-extdest": (0, "kvm", True, "cpuid", {"IO-APIC": ("15bit", "0-299", "")}),
-    "hyperv-ir": (1, "hyperv", False, "cpuid", {"IR-IO-APIC": ("hyperv-ir", "0-254", "255-299"), "HV-PCI-MSIX": ("any", "0-299", "")}),
-    "remapped": (1, "kvm", False, "cpuid", {"IR-IO-APIC": ("remapped", "0-299", ""), "DMAR-MSI": ("8bit", "0-254", "255-299")}),
+    "hyperv-ir": (
+        1,
+        "hyperv",
+        False,
+        "cpuid",
+        {"IR-IO-APIC": ("hyperv-ir", "0-254", "255-299"), "HV-PCI-MSIX": ("any", "0-299", "")},
+    ),
+    "remapped": (
+        1,
+        "kvm",
+        False,
+        "cpuid",
+        {"IR-IO-APIC": ("remapped", "0-299", ""), "DMAR-MSI": ("8bit", "0-254", "255-299")},
+    ),
     "xen-evtchn": (0, "xen", False, "cpuid", {"xen-dyn": ("any", "0-299", ""), "xen-percpu": ("none", "", "")}),
     "sparse-apic": (1, "kvm", False, "cpuid", {"PCI-MSI": ("8bit", "0-31", "32-63")}),
     "apic-255": (1, "kvm", False, "cpuid", {"IO-APIC": ("8bit", "0-2", "3")}),
@@ -41,8 +59,20 @@ def test_audit_json_of_every_fixture(tree, cli, name):
     irqs = [irq["irq"] for irq in doc["irqs"]]
     assert irqs == sorted(irqs) and len(irqs) == len([d for d in os.listdir(f"{root}/proc/irq") if d.isdigit()])
     for irq in doc["irqs"]:
-        assert set(irq) == {"irq", "chip", "name", "device", "destination", "affinity", "effective", "target",
-                            "status", "compliant", "errno", "detail"}
+        assert set(irq) == {
+            "irq",
+            "chip",
+            "name",
+            "device",
+            "destination",
+            "affinity",
+            "effective",
+            "target",
+            "status",
+            "compliant",
+            "errno",
+            "detail",
+        }
     summary = doc["summary"]
     assert summary["irqs"] == len(irqs) and summary["compliant"] + summary["noncompliant"] == len(irqs)
     assert summary["writes"] == 0 and sum(summary["by_status"].values()) == len(irqs)
@@ -111,7 +141,7 @@ def irq_table(text):
     if not any(line.split()[:2] == ["IRQ", "CHIP"] for line in lines):
         return []
     start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["IRQ", "CHIP"])
-    return [line for line in lines[start + 1:-1] if line.strip() and line.split()[0].isdigit()]
+    return [line for line in lines[start + 1 : -1] if line.strip() and line.split()[0].isdigit()]
 
 
 def test_verbose_lists_ok_irqs_quiet_only_summary(tree, cli):
@@ -130,14 +160,20 @@ def test_controller_override_config(tree, cli, tmp_path):
     assert (io["source"], io["reachable"], io["unreachable"]) == ("config", "0", "1")
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda root: os.remove(f"{root}/proc/cpuinfo"), "cannot read .*proc/cpuinfo: ENOENT"),
-    (lambda root: write(root, "proc/cpuinfo", "processor : 0\napicid : 0\n"), "online CPU 1 is not in proc/cpuinfo"),
-    (lambda root: write(root, "proc/cpuinfo", "\x00\xff garbage"), "proc/cpuinfo: no processor entries"),
-    (lambda root: write(root, "sys/devices/system/cpu/online", "0-1junk"), "sys/devices/system/cpu/online"),
-    (lambda root: __import__("shutil").rmtree(f"{root}/proc/irq"), "cannot list .*proc/irq"),
-    (lambda root: write(root, "dev/cpu/0/cpuid", "0x1 nonsense\n"), "dev/cpu/0/cpuid: line 1"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda root: os.remove(f"{root}/proc/cpuinfo"), "cannot read .*proc/cpuinfo: ENOENT"),
+        (
+            lambda root: write(root, "proc/cpuinfo", "processor : 0\napicid : 0\n"),
+            "online CPU 1 is not in proc/cpuinfo",
+        ),
+        (lambda root: write(root, "proc/cpuinfo", "\x00\xff garbage"), "proc/cpuinfo: no processor entries"),
+        (lambda root: write(root, "sys/devices/system/cpu/online", "0-1junk"), "sys/devices/system/cpu/online"),
+        (lambda root: __import__("shutil").rmtree(f"{root}/proc/irq"), "cannot list .*proc/irq"),
+        (lambda root: write(root, "dev/cpu/0/cpuid", "0x1 nonsense\n"), "dev/cpu/0/cpuid: line 1"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tree, cli, mutate, message):
     root = tree("live-kvm-2cpu")
     mutate(root)
@@ -158,10 +194,13 @@ def test_garbage_mask_fails_that_irq_only(tree, cli):
     assert doc["summary"]["by_status"]["failed"] == 1
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[policy\n", "invalid TOML"),
-    ("[reachability]\nbroadcast = true\n", "unknown key 'broadcast'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[policy\n", "invalid TOML"),
+        ("[reachability]\nbroadcast = true\n", "unknown key 'broadcast'"),
+    ],
+)
 def test_bad_config_is_exit_2(tree, cli, tmp_path, content, message):
     config = tmp_path / "c.toml"
     config.write_text(content)

@@ -23,9 +23,26 @@ def test_example_config_is_valid_and_equals_defaults():
 def test_example_config_documents_every_key():
     with open(EXAMPLE) as handle:
         text = handle.read()
-    keys = ["broadcast_apic_id_255", "ext_dest_id", "chip", "destination", "reachable_apic_ids", "mode",
-            "exclude_cpus", "honour_cmdline", "default_smp_affinity", "irq", "name", "device", "driver", "cpus",
-            "ignore", "interval", "debounce", "metrics_file"]
+    keys = [
+        "broadcast_apic_id_255",
+        "ext_dest_id",
+        "chip",
+        "destination",
+        "reachable_apic_ids",
+        "mode",
+        "exclude_cpus",
+        "honour_cmdline",
+        "default_smp_affinity",
+        "irq",
+        "name",
+        "device",
+        "driver",
+        "cpus",
+        "ignore",
+        "interval",
+        "debounce",
+        "metrics_file",
+    ]
     for key in keys:
         assert re.search(rf"^#?\s*{key}\b", text, re.M), key
     for table in ("[reachability]", "[[controller]]", "[policy]", "[[rule]]", "[daemon]"):
@@ -41,25 +58,31 @@ def test_missing_explicit_config_is_an_error(tmp_path):
         load_config(str(tmp_path / "absent.toml"), explicit=True)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[reachability]\nbogus = 1\n", "reachability: unknown key 'bogus'"),
-    ("typo = 1\n", "unknown key 'typo'"),
-    ("[reachability]\next_dest_id = \"yes\"\n", "reachability.ext_dest_id"),
-    ("[reachability]\nbroadcast_apic_id_255 = 1\n", "reachability.broadcast_apic_id_255: expected a boolean"),
-    ("[[controller]]\ndestination = \"8bit\"\n", r"controller\[1\].chip: required"),
-    ("[[controller]]\nchip = \"IO-APIC\"\ndestination = \"9bit\"\n", r"controller\[1\].destination: '9bit' is not one of"),
-    ("[[controller]]\nchip = \"IO-APIC\"\ndestination = \"8bit\"\nreachable_apic_ids = \"x\"\n", "reachable_apic_ids"),
-    ("[policy]\nmode = \"chaos\"\n", "policy.mode: 'chaos' is not one of restrict, spread"),
-    ("[policy]\nexclude_cpus = \"1-\"\n", "policy.exclude_cpus"),
-    ("[[rule]]\ncpus = \"0\"\n", r"rule\[1\]: no match key"),
-    ("[[rule]]\nname = \"x\"\n", r"rule\[1\]: no action"),
-    ("[[rule]]\nname = \"x\"\nignore = true\ncpus = \"1\"\n", r"rule\[1\].ignore: cannot be combined"),
-    ("[[rule]]\nirq = \"a\"\nignore = true\n", r"rule\[1\].irq"),
-    ("[[rule]]\nname = \"\"\nignore = true\n", r"rule\[1\].name: must not be empty"),
-    ("[daemon]\ninterval = 0\n", "daemon.interval"),
-    ("[policy\n", "invalid TOML"),
-    ("policy = 3\n", "policy: expected a table"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[reachability]\nbogus = 1\n", "reachability: unknown key 'bogus'"),
+        ("typo = 1\n", "unknown key 'typo'"),
+        ('[reachability]\next_dest_id = "yes"\n', "reachability.ext_dest_id"),
+        ("[reachability]\nbroadcast_apic_id_255 = 1\n", "reachability.broadcast_apic_id_255: expected a boolean"),
+        ('[[controller]]\ndestination = "8bit"\n', r"controller\[1\].chip: required"),
+        (
+            '[[controller]]\nchip = "IO-APIC"\ndestination = "9bit"\n',
+            r"controller\[1\].destination: '9bit' is not one of",
+        ),
+        ('[[controller]]\nchip = "IO-APIC"\ndestination = "8bit"\nreachable_apic_ids = "x"\n', "reachable_apic_ids"),
+        ('[policy]\nmode = "chaos"\n', "policy.mode: 'chaos' is not one of restrict, spread"),
+        ('[policy]\nexclude_cpus = "1-"\n', "policy.exclude_cpus"),
+        ('[[rule]]\ncpus = "0"\n', r"rule\[1\]: no match key"),
+        ('[[rule]]\nname = "x"\n', r"rule\[1\]: no action"),
+        ('[[rule]]\nname = "x"\nignore = true\ncpus = "1"\n', r"rule\[1\].ignore: cannot be combined"),
+        ('[[rule]]\nirq = "a"\nignore = true\n', r"rule\[1\].irq"),
+        ('[[rule]]\nname = ""\nignore = true\n', r"rule\[1\].name: must not be empty"),
+        ("[daemon]\ninterval = 0\n", "daemon.interval"),
+        ("[policy\n", "invalid TOML"),
+        ("policy = 3\n", "policy: expected a table"),
+    ],
+)
 def test_invalid_configs_name_the_key(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(text, "/etc/irqagent/irqagent.toml")
@@ -71,11 +94,13 @@ def test_rules_first_match_wins():
         '[[rule]]\nchip = "PCI-MSIX-*"\nignore = true\n'
         '[[rule]]\nirq = "1-15"\ndevice = "0000:00:1f.*"\nmode = "spread"\n'
     )
+
     def match(**kw):
         base = dict(irq=30, name="", chip="", device=None, driver=None)
         base.update(kw)
         rule = first_rule(parsed.rules, **base)
         return rule.index if rule else None
+
     assert match(name="virtio2-input.0", chip="PCI-MSIX-0000:00:03.0") == 0
     assert match(name="virtio2-output.0", chip="PCI-MSIX-0000:00:03.0") == 1
     assert match(irq=4, device="0000:00:1f.2") == 2

@@ -9,18 +9,44 @@ from conftest import make_facts
 
 
 def platform(vendor="kvm", dest="8bit", source="cpuid"):
-    return Platform(vendor=vendor, vendor_source="cpuid", ext_dest_id=dest == "15bit", source=source,
-                    apic_destination=dest, kernel="6.1.0", kernel_version=(6, 1), remapped=False, x2apic=True)
+    return Platform(
+        vendor=vendor,
+        vendor_source="cpuid",
+        ext_dest_id=dest == "15bit",
+        source=source,
+        apic_destination=dest,
+        kernel="6.1.0",
+        kernel_version=(6, 1),
+        remapped=False,
+        x2apic=True,
+    )
 
 
-@pytest.mark.parametrize("chip, expected", [
-    ("IO-APIC", "8bit"), ("PCI-MSI", "8bit"), ("PCI-MSI-0000:00:05.0", "8bit"), ("PCI-MSIX-0000:00:05.0", "8bit"),
-    ("DMAR-MSI", "8bit"), ("IOMMU-MSI", "8bit"), ("AMD-Vi", "8bit"),
-    ("IR-IO-APIC", "remapped"), ("IR-PCI-MSI", "remapped"), ("IR-PCI-MSIX-0000:00:05.0", "remapped"),
-    ("HPET-MSI", "none"), ("XT-PIC", "none"), ("IR-HPET-MSI", "none"), ("xen-percpu", "none"),
-    ("xen-pirq", "any"), ("xen-dyn", "any"), ("xen-dyn-lateeoi", "any"),
-    ("Hyper-V PCIe MSI", "any"), ("HV-PCI-MSI", "any"), ("HV-PCI-MSIX", "any"),
-])
+@pytest.mark.parametrize(
+    "chip, expected",
+    [
+        ("IO-APIC", "8bit"),
+        ("PCI-MSI", "8bit"),
+        ("PCI-MSI-0000:00:05.0", "8bit"),
+        ("PCI-MSIX-0000:00:05.0", "8bit"),
+        ("DMAR-MSI", "8bit"),
+        ("IOMMU-MSI", "8bit"),
+        ("AMD-Vi", "8bit"),
+        ("IR-IO-APIC", "remapped"),
+        ("IR-PCI-MSI", "remapped"),
+        ("IR-PCI-MSIX-0000:00:05.0", "remapped"),
+        ("HPET-MSI", "none"),
+        ("XT-PIC", "none"),
+        ("IR-HPET-MSI", "none"),
+        ("xen-percpu", "none"),
+        ("xen-pirq", "any"),
+        ("xen-dyn", "any"),
+        ("xen-dyn-lateeoi", "any"),
+        ("Hyper-V PCIe MSI", "any"),
+        ("HV-PCI-MSI", "any"),
+        ("HV-PCI-MSIX", "any"),
+    ],
+)
 def test_every_known_chip(chip, expected):
     assert classify_chip(chip, platform())[0] == expected
 
@@ -52,7 +78,9 @@ def test_reachability_8bit_300_cpus():
 def test_broadcast_255_allowed_by_config():
     facts = make_facts(cpus=4, apic_ids=[0, 1, 2, 255])
     strict = build_controllers({"IO-APIC": 1}, platform(), facts.topology, Config())["IO-APIC"]
-    lenient = build_controllers({"IO-APIC": 1}, platform(), facts.topology, Config(broadcast_apic_id_255=True))["IO-APIC"]
+    lenient = build_controllers({"IO-APIC": 1}, platform(), facts.topology, Config(broadcast_apic_id_255=True))[
+        "IO-APIC"
+    ]
     assert cpumask.format_cpulist(strict.unreachable) == "3"
     assert lenient.unreachable == 0
 

@@ -67,7 +67,9 @@ def test_text_form_round_trip_and_comments():
     text = cpuid.format_text(leaves, "a header")
     assert text.startswith("# a header")
     assert cpuid.parse_text(text) == {k: v for k, v in leaves.items() if v != cpuid.ZERO}
-    assert cpuid.parse_text("0x40000001 0x0 0x01007afb 0x0 0x0 0x0 # note\n\n") == {(0x40000001, 0): (0x01007AFB, 0, 0, 0)}
+    assert cpuid.parse_text("0x40000001 0x0 0x01007afb 0x0 0x0 0x0 # note\n\n") == {
+        (0x40000001, 0): (0x01007AFB, 0, 0, 0)
+    }
 
 
 @pytest.mark.parametrize("line", ["0x1 0x0 0x1", "zz 0 0 0 0 0", "0x1 0 0x100000000 0 0 0"])

@@ -7,15 +7,27 @@ from irqagent.cpumask import CpumaskError
 masks = st.integers(min_value=0, max_value=(1 << 2048) - 1)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", 0), ("\n", 0), ("0", 1), ("0-1\n", 3), ("0,2", 5), ("1-3,8", 0b100001110),
-    ("0-7:2/4", 0b00110011), (" 3 ", 8), ("0-3,2-5", 0b111111),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", 0),
+        ("\n", 0),
+        ("0", 1),
+        ("0-1\n", 3),
+        ("0,2", 5),
+        ("1-3,8", 0b100001110),
+        ("0-7:2/4", 0b00110011),
+        (" 3 ", 8),
+        ("0-3,2-5", 0b111111),
+    ],
+)
 def test_parse_cpulist(text, expected):
     assert cpumask.parse_cpulist(text) == expected
 
 
-@pytest.mark.parametrize("text", ["a", "1-", "-1", "3-1", "1,,2", "0x3", "1 2", "1-2-3", "0-7:0/4", "0-7:5/4", "\x00", "\u0663", "1-\u00b2"])
+@pytest.mark.parametrize(
+    "text", ["a", "1-", "-1", "3-1", "1,,2", "0x3", "1 2", "1-2-3", "0-7:0/4", "0-7:5/4", "\x00", "\u0663", "1-\u00b2"]
+)
 def test_parse_cpulist_rejects_garbage(text):
     with pytest.raises(CpumaskError):
         cpumask.parse_cpulist(text)
@@ -39,11 +51,16 @@ def test_format_cpulist_matches_kernel_style():
     assert cpumask.format_cpulist((1 << 300) - 1) == "0-299"
 
 
-@pytest.mark.parametrize("text, nr, expected", [
-    ("3", 2, 3), ("ffffffff,ffffffff", 64, (1 << 64) - 1), ("00000000,00000001", 64, 1),
-    ("fff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff", 300, (1 << 300) - 1),
-    ("1,0", 64, 1 << 32),  # short inner groups are zero-padded, as the kernel parses them
-])
+@pytest.mark.parametrize(
+    "text, nr, expected",
+    [
+        ("3", 2, 3),
+        ("ffffffff,ffffffff", 64, (1 << 64) - 1),
+        ("00000000,00000001", 64, 1),
+        ("fff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff,ffffffff", 300, (1 << 300) - 1),
+        ("1,0", 64, 1 << 32),  # short inner groups are zero-padded, as the kernel parses them
+    ],
+)
 def test_parse_hexmask(text, nr, expected):
     assert cpumask.parse_hexmask(text, nr) == expected
 

@@ -42,10 +42,18 @@ def by_irq(report):
     return {row.irq: row for row in report.rows}
 
 
-@pytest.mark.parametrize("code, status", [
-    (errno.EINVAL, "failed"), (errno.ENOSPC, "failed"), (errno.EOVERFLOW, "failed"), (errno.ERANGE, "failed"),
-    (errno.EIO, "managed"), (errno.EPERM, "managed"), (errno.ENOENT, "vanished"),
-])
+@pytest.mark.parametrize(
+    "code, status",
+    [
+        (errno.EINVAL, "failed"),
+        (errno.ENOSPC, "failed"),
+        (errno.EOVERFLOW, "failed"),
+        (errno.ERANGE, "failed"),
+        (errno.EIO, "managed"),
+        (errno.EPERM, "managed"),
+        (errno.ENOENT, "vanished"),
+    ],
+)
 def test_each_errno_is_reported_and_the_run_goes_on(tree, tmp_path, code, status):
     root = tree("kvm-300-8bit")
     faulty = FaultyTree(root, faults={25: code})

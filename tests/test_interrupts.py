@@ -17,7 +17,11 @@ def test_real_proc_interrupts_of_this_machine():
 
 
 def test_old_joined_chip_and_type():
-    text = "           CPU0       CPU1\n  0:         45          0   IO-APIC-edge      timer\n 24:  1  2   PCI-MSI-edge      eth0\n"
+    text = (
+        "           CPU0       CPU1\n"
+        "  0:         45          0   IO-APIC-edge      timer\n"
+        " 24:  1  2   PCI-MSI-edge      eth0\n"
+    )
     assert parse_interrupts(text) == {0: ("IO-APIC", "timer"), 24: ("PCI-MSI", "eth0")}
 
 

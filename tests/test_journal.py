@@ -11,8 +11,10 @@ from irqagent.journal import EMPTY, Journal, JournalEntry, JournalStore, StateLo
 
 
 def sample():
-    return Journal({24: JournalEntry(24, "0-299", "0-254", "PCI-MSI", "virtio1-input.0", time=1.5)},
-                   JournalEntry(-1, "fff,ffffffff", "7f,ffffffff", file="default_smp_affinity"))
+    return Journal(
+        {24: JournalEntry(24, "0-299", "0-254", "PCI-MSI", "virtio1-input.0", time=1.5)},
+        JournalEntry(-1, "fff,ffffffff", "7f,ffffffff", file="default_smp_affinity"),
+    )
 
 
 def test_round_trip(tmp_path):
@@ -37,13 +39,16 @@ def test_no_temp_files_left_behind(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["journal.json"]
 
 
-@pytest.mark.parametrize("damage", [
-    lambda text: text[: len(text) // 2],  # torn
-    lambda text: text.replace('"0-254"', '"0-253"'),  # edited: checksum mismatch
-    lambda text: "",
-    lambda text: "\x00\x01garbage",
-    lambda text: text.replace("irqagent.journal/1", "irqagent.journal/9"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # torn
+        lambda text: text.replace('"0-254"', '"0-253"'),  # edited: checksum mismatch
+        lambda text: "",
+        lambda text: "\x00\x01garbage",
+        lambda text: text.replace("irqagent.journal/1", "irqagent.journal/9"),
+    ],
+)
 def test_damaged_journal_is_detected(tmp_path, damage):
     store = JournalStore(str(tmp_path))
     store.save(sample())
@@ -75,8 +80,10 @@ def test_unusable_state_dir_is_a_state_error(tmp_path):
 
 def test_lock_is_exclusive_across_processes(tmp_path):
     with StateLock(str(tmp_path)):
-        code = ("import sys; from irqagent.journal import StateLock; from irqagent.errors import StateError\n"
-                f"try:\n    StateLock({str(tmp_path)!r}).acquire()\nexcept StateError as e:\n    print(e); sys.exit(3)\n")
+        code = (
+            "import sys; from irqagent.journal import StateLock; from irqagent.errors import StateError\n"
+            f"try:\n    StateLock({str(tmp_path)!r}).acquire()\nexcept StateError as e:\n    print(e); sys.exit(3)\n"
+        )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert result.returncode == 3
         assert f"process {os.getpid()} holds" in result.stdout

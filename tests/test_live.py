@@ -117,7 +117,9 @@ def test_snapshot_of_the_live_tree_reproduces_the_live_audit(tmp_path):
     taken = run_process("snapshot", str(snap))
     assert taken.returncode == 0, taken.stderr
     live = json.loads(run_process("audit", "--format", "json", "--state-dir", "/nonexistent").stdout)
-    offline = json.loads(run_process("audit", "--root", str(snap), "--format", "json", "--state-dir", "/nonexistent").stdout)
+    offline = json.loads(
+        run_process("audit", "--root", str(snap), "--format", "json", "--state-dir", "/nonexistent").stdout
+    )
     for doc in (live, offline):
         doc.pop("root")
         for irq in doc["irqs"]:

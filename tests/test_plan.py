@@ -11,7 +11,8 @@ from irqagent.platform import decide_platform
 from conftest import make_facts
 
 
-def plan_for(facts, config=Config(), journal=EMPTY):
+def plan_for(facts, config=None, journal=EMPTY):
+    config = config or Config()
     chips = chip_counts(irq.chip for irq in facts.irqs)
     platform = decide_platform(facts, config, chips)
     controllers = build_controllers(chips, platform, facts.topology, config)
@@ -117,8 +118,12 @@ def test_journal_original_comes_back_after_hotplug():
 
 
 def test_default_affinity_is_restricted():
-    facts = make_facts(cpus=300, kernel="5.4.0", irqs=[(24, "PCI-MSI", "0")],
-                       default_affinity=cpumask.format_hexmask((1 << 300) - 1, 300))
+    facts = make_facts(
+        cpus=300,
+        kernel="5.4.0",
+        irqs=[(24, "PCI-MSI", "0")],
+        default_affinity=cpumask.format_hexmask((1 << 300) - 1, 300),
+    )
     plan = plan_for(facts)
     assert (plan.default_affinity.status, plan.default_affinity.target) == ("would-change", "0-254")
     off = Config(policy=Policy(default_smp_affinity=False))
@@ -127,14 +132,21 @@ def test_default_affinity_is_restricted():
 
 def test_spread_mode_plans_one_cpu_per_irq_and_is_stable():
     config = Config(policy=Policy(mode="spread"))
-    irqs = [IrqFacts(irq=irq, chip="PCI-MSI", name=f"q{irq}", device="0000:00:05.0", affinity_text="0-7")
-            for irq in range(24, 28)]
+    irqs = [
+        IrqFacts(irq=irq, chip="PCI-MSI", name=f"q{irq}", device="0000:00:05.0", affinity_text="0-7")
+        for irq in range(24, 28)
+    ]
     facts = make_facts(cpus=8, irqs=irqs)
     plan = plan_for(facts, config)
     targets = [row.target for row in plan.rows]
     assert sorted(targets) == ["0", "1", "2", "3"]
-    applied = make_facts(cpus=8, irqs=[IrqFacts(irq=r.irq, chip="PCI-MSI", name=f"q{r.irq}", device="0000:00:05.0",
-                                                 affinity_text=r.target) for r in plan.rows])
+    applied = make_facts(
+        cpus=8,
+        irqs=[
+            IrqFacts(irq=r.irq, chip="PCI-MSI", name=f"q{r.irq}", device="0000:00:05.0", affinity_text=r.target)
+            for r in plan.rows
+        ],
+    )
     assert {row.status for row in plan_for(applied, config).rows} == {"ok"}
 
 
@@ -142,8 +154,11 @@ masks = st.integers(0, (1 << 300) - 1)
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(masks, st.booleans()), min_size=1, max_size=8), st.integers(1, (1 << 300) - 1),
-       st.integers(0, (1 << 300) - 1))
+@given(
+    st.lists(st.tuples(masks, st.booleans()), min_size=1, max_size=8),
+    st.integers(1, (1 << 300) - 1),
+    st.integers(0, (1 << 300) - 1),
+)
 def test_plan_invariants(irq_masks, online, excluded):
     """Every target is non-empty, online and reachable; excluded CPUs only when nothing else is left;
     writing the targets and planning again changes nothing."""
@@ -159,7 +174,9 @@ def test_plan_invariants(irq_masks, online, excluded):
                 assert row.target_mask & excluded == 0
         if row.status == "unreachable":
             assert reachable == 0
-    applied = [(row.irq, "PCI-MSI", row.target if row.status == "would-change" else row.affinity, writable)
-               for row, (_, writable) in zip(plan.rows, irq_masks)]
+    applied = [
+        (row.irq, "PCI-MSI", row.target if row.status == "would-change" else row.affinity, writable)
+        for row, (_, writable) in zip(plan.rows, irq_masks)
+    ]
     again = plan_for(make_facts(cpus=300, kernel="5.4.0", online=online, irqs=applied), config)
     assert not again.writes

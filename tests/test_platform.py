@@ -7,9 +7,17 @@ from irqagent.platform import decide_platform, parse_kernel_version
 from conftest import make_facts
 
 
-@pytest.mark.parametrize("release, expected", [
-    ("6.1.0-18-amd64", (6, 1)), ("5.11.0", (5, 11)), ("4.14.355", (4, 14)), ("", None), ("weird", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "release, expected",
+    [
+        ("6.1.0-18-amd64", (6, 1)),
+        ("5.11.0", (5, 11)),
+        ("4.14.355", (4, 14)),
+        ("", None),
+        ("weird", None),
+        (None, None),
+    ],
+)
 def test_kernel_version(release, expected):
     assert parse_kernel_version(release) == expected
 

@@ -35,7 +35,9 @@ def test_spread_is_deterministic_regardless_of_input_order():
 
 equal_items = st.builds(
     lambda n, cpus, groups: [SpreadItem(irq, f"dev{irq % groups}", None, (1 << cpus) - 1) for irq in range(n)],
-    st.integers(1, 80), st.integers(1, 32), st.integers(1, 6),
+    st.integers(1, 80),
+    st.integers(1, 32),
+    st.integers(1, 6),
 )
 
 

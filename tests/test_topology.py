@@ -3,7 +3,6 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
-from irqagent import cpumask
 from irqagent.devtools.gentree import TreeSpec, _cpuinfo
 from irqagent.errors import InputError
 from irqagent.topology import CpuinfoError, build_topology, has_x2apic_flag, parse_cpuinfo
@@ -35,13 +34,16 @@ def test_full_style_cpuinfo_uses_apicid_not_initial_apicid():
     assert parse_cpuinfo(_cpuinfo(spec))[299] == 299
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "no processor"),
-    ("processor : 0\napicid : x\n", "not a number"),
-    ("apicid : 0\nprocessor : 0\n", "apicid before"),
-    ("processor : 0\nprocessor : 0\n", "twice"),
-    ("processor : 0\napicid : 1\napicid : 2\n", "two apicid"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no processor"),
+        ("processor : 0\napicid : x\n", "not a number"),
+        ("apicid : 0\nprocessor : 0\n", "apicid before"),
+        ("processor : 0\nprocessor : 0\n", "twice"),
+        ("processor : 0\napicid : 1\napicid : 2\n", "two apicid"),
+    ],
+)
 def test_malformed_cpuinfo(text, message):
     with pytest.raises(CpuinfoError, match=message):
         parse_cpuinfo(text)

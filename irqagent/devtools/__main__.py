@@ -21,7 +21,9 @@ def main(argv=None) -> int:
     gen.add_argument("--irqs", type=int, default=64)
     gen.add_argument("--kernel", default="6.1.0-18-amd64")
     gen.add_argument("--hypervisor", choices=("kvm", "xen", "hyperv", "none"), default="kvm")
-    gen.add_argument("--style", choices=("kvm", "remapped", "hyperv", "xen"), help="IRQ chip style (default: by hypervisor)")
+    gen.add_argument(
+        "--style", choices=("kvm", "remapped", "hyperv", "xen"), help="IRQ chip style (default: by hypervisor)"
+    )
     gen.add_argument("--ext-dest-id", action="store_true")
     gen.add_argument("--no-cpuid", action="store_true", help="no dev/cpu/N/cpuid file")
     gen.add_argument("--old-kernel-layout", action="store_true", help="no sys/kernel/irq; write proc/interrupts")
@@ -46,7 +48,9 @@ def main(argv=None) -> int:
             ext_dest_id=args.ext_dest_id,
             cpuid=not args.no_cpuid,
             sys_kernel_irq=not args.old_kernel_layout,
-            irqs=guest_irqs(args.cpus, args.irqs, args.kernel, style, managed_every=args.managed_every, nodes=args.nodes),
+            irqs=guest_irqs(
+                args.cpus, args.irqs, args.kernel, style, managed_every=args.managed_every, nodes=args.nodes
+            ),
             nodes=args.nodes,
             cpuinfo_style="minimal" if args.minimal_cpuinfo else "full",
         )

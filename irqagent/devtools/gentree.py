@@ -78,12 +78,15 @@ class TreeSpec:
 
 def cpuid_leaves(hypervisor: str, ext_dest_id: bool) -> Dict[Tuple[int, int], cpuid_mod.Regs]:
     """The leaves a host of that kind answers (as far as irqagent looks)."""
+
     def sig(text: bytes) -> Tuple[int, int, int]:
         import struct
 
         return struct.unpack("<3I", text)
 
-    leaves: Dict[Tuple[int, int], cpuid_mod.Regs] = {(1, 0): (0x00A00F11, 0x00020800, 0xFFFA3203 | (1 << 31), 0x178BFBFF)}
+    leaves: Dict[Tuple[int, int], cpuid_mod.Regs] = {
+        (1, 0): (0x00A00F11, 0x00020800, 0xFFFA3203 | (1 << 31), 0x178BFBFF)
+    }
     if hypervisor == "none":
         leaves[(1, 0)] = (0x00A00F11, 0x00020800, 0x7FFA3203, 0x178BFBFF)
     elif hypervisor == "kvm":
@@ -161,14 +164,18 @@ def write_tree(spec: TreeSpec, root: str) -> str:
         _write(root, f"sys/devices/system/node/node{node}/cpulist", cpumask.format_cpulist(mask) + "\n")
     if spec.cpuid:
         first = min(cpumask.iter_cpus(spec.online))
-        text = cpuid_mod.format_text(cpuid_leaves(spec.hypervisor, spec.ext_dest_id), f"synthetic {spec.hypervisor} host")
+        text = cpuid_mod.format_text(
+            cpuid_leaves(spec.hypervisor, spec.ext_dest_id), f"synthetic {spec.hypervisor} host"
+        )
         _write(root, f"dev/cpu/{first}/cpuid", text)
     for irq in spec.irqs:
         base = f"proc/irq/{irq.irq}"
         mask = cpumask.parse_cpulist(irq.affinity)
         _write(root, f"{base}/smp_affinity_list", irq.affinity + "\n", 0o444 if irq.managed else 0o644)
         _write(root, f"{base}/smp_affinity", cpumask.format_hexmask(mask, nr) + "\n", 0o444 if irq.managed else 0o600)
-        effective = irq.effective if irq.effective is not None else str(min(cpumask.iter_cpus(mask & spec.online or mask)))
+        effective = (
+            irq.effective if irq.effective is not None else str(min(cpumask.iter_cpus(mask & spec.online or mask)))
+        )
         _write(root, f"{base}/effective_affinity_list", effective + "\n", 0o444)
         _write(root, f"{base}/node", f"{irq.node}\n", 0o444)
         if spec.sys_kernel_irq:
@@ -225,13 +232,27 @@ def guest_irqs(
         device_node = (slot - 1) % nodes
         vectors = min(queues_per_device + 1, count - len(irqs))
         for vector in range(vectors):
-            name = f"virtio{slot}-config" if vector == 0 else f"virtio{slot}-{'input' if vector % 2 else 'output'}.{(vector - 1) // 2}"
+            name = (
+                f"virtio{slot}-config"
+                if vector == 0
+                else f"virtio{slot}-{'input' if vector % 2 else 'output'}.{(vector - 1) // 2}"
+            )
             managed = bool(managed_every) and vector > 0 and vector % managed_every == 0
             mask = everything
             if managed:
                 mask = str((vector - 1) % cpus)
-            irqs.append(IrqSpec(next_irq, chip, name, mask, managed=managed, device=bdf if style != "xen" else None,
-                                hwirq=vector, node=device_node))
+            irqs.append(
+                IrqSpec(
+                    next_irq,
+                    chip,
+                    name,
+                    mask,
+                    managed=managed,
+                    device=bdf if style != "xen" else None,
+                    hwirq=vector,
+                    node=device_node,
+                )
+            )
             next_irq += 1
         slot += 1
     return tuple(irqs[:count])

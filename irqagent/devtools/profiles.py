@@ -21,14 +21,25 @@ def kvm_300_8bit() -> TreeSpec:
 
 def kvm_300_extdest() -> TreeSpec:
     """300 vCPUs on KVM offering the extended destination ID, kernel 6.1: 15-bit, all reachable."""
-    return TreeSpec(cpus=300, kernel=NEW, hypervisor="kvm", ext_dest_id=True, irqs=guest_irqs(300, 12, NEW, "kvm"),
-                    cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=300,
+        kernel=NEW,
+        hypervisor="kvm",
+        ext_dest_id=True,
+        irqs=guest_irqs(300, 12, NEW, "kvm"),
+        cpuinfo_style="minimal",
+    )
 
 
 def hyperv_ir() -> TreeSpec:
     """300 vCPUs on Hyper-V: IR-IO-APIC is the hyperv-iommu stub (< 255), vPCI MSI-X any CPU."""
-    return TreeSpec(cpus=300, kernel="6.5.0-1025-azure", hypervisor="hyperv", irqs=guest_irqs(300, 10, "6.5.0", "hyperv"),
-                    cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=300,
+        kernel="6.5.0-1025-azure",
+        hypervisor="hyperv",
+        irqs=guest_irqs(300, 10, "6.5.0", "hyperv"),
+        cpuinfo_style="minimal",
+    )
 
 
 def remapped() -> TreeSpec:
@@ -39,19 +50,33 @@ def remapped() -> TreeSpec:
 
 def xen_evtchn() -> TreeSpec:
     """300 vCPUs on Xen: event channels reach any CPU, the per-CPU timer is not settable."""
-    return TreeSpec(cpus=300, kernel=NEW, hypervisor="xen", irqs=guest_irqs(300, 10, NEW, "xen"), cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=300, kernel=NEW, hypervisor="xen", irqs=guest_irqs(300, 10, NEW, "xen"), cpuinfo_style="minimal"
+    )
 
 
 def sparse_apic() -> TreeSpec:
     """64 vCPUs with APIC IDs 0, 8, 16, ... 504 (sparse topology), kernel 5.4, 8-bit."""
-    return TreeSpec(cpus=64, apic_ids=[cpu * 8 for cpu in range(64)], kernel=OLD, hypervisor="kvm",
-                    irqs=guest_irqs(64, 8, OLD, "kvm"), cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=64,
+        apic_ids=[cpu * 8 for cpu in range(64)],
+        kernel=OLD,
+        hypervisor="kvm",
+        irqs=guest_irqs(64, 8, OLD, "kvm"),
+        cpuinfo_style="minimal",
+    )
 
 
 def apic_255() -> TreeSpec:
     """4 vCPUs, the last with APIC ID 255 (the 8-bit broadcast ID)."""
-    return TreeSpec(cpus=4, apic_ids=[0, 1, 2, 255], kernel=NEW, hypervisor="kvm", irqs=guest_irqs(4, 8, NEW, "kvm"),
-                    cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=4,
+        apic_ids=[0, 1, 2, 255],
+        kernel=NEW,
+        hypervisor="kvm",
+        irqs=guest_irqs(4, 8, NEW, "kvm"),
+        cpuinfo_style="minimal",
+    )
 
 
 def managed() -> TreeSpec:
@@ -65,21 +90,42 @@ def managed() -> TreeSpec:
 
 def old_kernel() -> TreeSpec:
     """300 vCPUs, kernel 4.14 without /sys/kernel/irq and without the cpuid device: chips from /proc/interrupts."""
-    return TreeSpec(cpus=300, kernel="4.14.355", hypervisor="kvm", cpuid=False, sys_kernel_irq=False,
-                    irqs=guest_irqs(300, 8, "4.14.355", "kvm"), cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=300,
+        kernel="4.14.355",
+        hypervisor="kvm",
+        cpuid=False,
+        sys_kernel_irq=False,
+        irqs=guest_irqs(300, 8, "4.14.355", "kvm"),
+        cpuinfo_style="minimal",
+    )
 
 
 def inferred_15bit() -> TreeSpec:
     """300 vCPUs, kernel 6.1, no cpuid device, no remapping, APIC IDs above 255 online: 15-bit is inferred."""
-    return TreeSpec(cpus=300, kernel=NEW, hypervisor="kvm", ext_dest_id=True, cpuid=False,
-                    irqs=guest_irqs(300, 6, NEW, "kvm"), cpuinfo_style="minimal")
+    return TreeSpec(
+        cpus=300,
+        kernel=NEW,
+        hypervisor="kvm",
+        ext_dest_id=True,
+        cpuid=False,
+        irqs=guest_irqs(300, 6, NEW, "kvm"),
+        cpuinfo_style="minimal",
+    )
 
 
 def numa_spread() -> TreeSpec:
     """16 vCPUs on 2 NUMA nodes, two 4-queue devices, for spread policies."""
     irqs = guest_irqs(16, 13, NEW, "kvm", nodes=2)
-    return TreeSpec(cpus=16, kernel=NEW, hypervisor="kvm", irqs=irqs, nodes=2, cpuinfo_style="minimal",
-                    drivers={"0000:00:01.0": "virtio-pci"})
+    return TreeSpec(
+        cpus=16,
+        kernel=NEW,
+        hypervisor="kvm",
+        irqs=irqs,
+        nodes=2,
+        cpuinfo_style="minimal",
+        drivers={"0000:00:01.0": "virtio-pci"},
+    )
 
 
 PROFILES: Dict[str, Callable[[], TreeSpec]] = {

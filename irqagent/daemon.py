@@ -1,0 +1,313 @@
+"""``irqagent run``: apply at start, then keep every IRQ compliant.
+
+One thread, one ``select()``: kernel uevents (netlink, via pyroute2), a self-pipe
+for signals, and timers (debounce deadline, periodic rescan, watchdog).
+
+* A burst of relevant uevents (cpu, pci, net, msi, virtio...) triggers one pass,
+  ``debounce`` seconds after the last event of the burst (default 0.5 s).
+* A full rescan runs every ``--interval`` seconds (default 60) to catch what sends
+  no uevent (another tool writing a mask).
+* SIGHUP reloads the config (an invalid one is logged and the old one kept);
+  SIGUSR1 asks for a pass now; SIGTERM and SIGINT stop it (exit 0).
+* A pass that fails is logged and the next one runs: only bad usage at start or a
+  held lock ends the process with status 2.
+* A write the kernel refused is not retried until the IRQ's mask, its target or
+  the config changes, and is logged once, not every pass.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, TextIO, Tuple
+
+from irqagent import __version__, runner
+from irqagent.config import Config, load_config
+from irqagent.errors import ExitStatus, IrqagentError
+from irqagent.journal import JournalStore, StateLock
+from irqagent.kernel import KernelTree
+from irqagent.notify import Notifier, watchdog_interval
+from irqagent.output import write_atomic
+from irqagent.plan import IrqRow
+from irqagent.render_prometheus import Counters, render_prometheus
+from irqagent.render_text import summary_line
+from irqagent.report import Report
+
+RELEVANT_SUBSYSTEMS = frozenset({"cpu", "pci", "net", "msi", "virtio", "vmbus", "xen", "xen-backend", "nvme"})
+RELEVANT_ACTIONS = frozenset({"add", "remove", "change", "online", "offline", "bind", "unbind", "move"})
+
+# syslog priorities (sd-daemon(3) prefixes)
+ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
+LEVEL_WORDS = {ERR: "error: ", WARNING: "warning: ", NOTICE: "", INFO: ""}
+
+
+class Log:
+    """One line per message on stderr: ``<N>`` priority prefixes under systemd."""
+
+    def __init__(self, stream: TextIO, journald: bool):
+        self.stream = stream
+        self.journald = journald
+
+    def __call__(self, priority: int, message: str) -> None:
+        message = message.replace("\n", " ")
+        if self.journald:
+            line = f"<{priority}>{message}\n"
+        else:
+            line = f"irqagent: {LEVEL_WORDS[priority]}{message}\n"
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+@dataclass
+class Settings:
+    root: str
+    state_dir: str
+    config_path: Optional[str]
+    interval_option: Optional[float]
+    metrics_option: Optional[str]
+    uevents: bool = True
+
+
+@dataclass
+class DaemonState:
+    config: Config
+    counters: Counters = field(default_factory=Counters)
+    logged: Dict[int, Tuple] = field(default_factory=dict)  # irq -> last logged state
+    refused: Dict[int, Tuple[str, str, IrqRow]] = field(default_factory=dict)  # irq -> (affinity, target, row)
+    passes: int = 0
+
+
+def _relevant(event) -> bool:
+    return event.get("SUBSYSTEM") in RELEVANT_SUBSYSTEMS and event.get("ACTION") in RELEVANT_ACTIONS
+
+
+class Daemon:
+    def __init__(self, settings: Settings, config: Config, log: Log, notifier: Notifier, environ):
+        self.settings = settings
+        self.state = DaemonState(config)
+        self.log = log
+        self.notifier = notifier
+        self.watchdog = watchdog_interval(environ)
+        self.signals: List[int] = []
+        self.uevents = None
+
+    # -- settings that the config can change -----------------------------------
+
+    @property
+    def interval(self) -> float:
+        return self.settings.interval_option or self.state.config.daemon.interval
+
+    @property
+    def metrics_file(self) -> Optional[str]:
+        return self.settings.metrics_option or self.state.config.daemon.metrics_file
+
+    # -- one pass ----------------------------------------------------------------
+
+    def run_pass(self, reason: str) -> Optional[Report]:
+        """Apply once; never raises (a failed pass is logged and the next one runs)."""
+        started = time.monotonic()
+        try:
+            report = runner.apply(
+                KernelTree(self.settings.root),
+                self.state.config,
+                JournalStore(self.settings.state_dir),
+                refused=self._still_refused,
+            )
+        except IrqagentError as exc:
+            self.log(ERR, f"pass ({reason}) failed: {exc}")
+            self.notifier.send(f"STATUS=last pass failed: {exc}")
+            return None
+        except Exception as exc:  # noqa: BLE001 - the daemon outlives any one bad pass
+            self.log(ERR, f"pass ({reason}) failed: internal error: {type(exc).__name__}: {exc}")
+            self.notifier.send(f"STATUS=last pass failed: {type(exc).__name__}")
+            return None
+        self.state.passes += 1
+        self.state.counters.add(report)
+        self._remember_refusals(report)
+        self._log_rows(report)
+        status = summary_line(report)
+        self.log(
+            INFO if not report.writes else NOTICE,
+            f"pass {self.state.passes} ({reason}, {time.monotonic() - started:.2f}s): {status}",
+        )
+        self.notifier.send(f"STATUS={status}")
+        if self.metrics_file:
+            try:
+                write_atomic(self.metrics_file, render_prometheus(report, self.state.counters))
+            except IrqagentError as exc:
+                self.log(WARNING, f"metrics: {exc}")
+        return report
+
+    def _still_refused(self, row: IrqRow) -> Optional[IrqRow]:
+        """The remembered outcome when the kernel refused this exact write before."""
+        known = self.state.refused.get(row.irq)
+        if known and known[0] == row.affinity and known[1] == row.target:
+            return known[2]
+        return None
+
+    def _remember_refusals(self, report: Report) -> None:
+        for row in report.rows:
+            if row.status in ("failed", "managed") and row.errno and row.target is not None:
+                self.state.refused.setdefault(row.irq, (row.affinity, row.target, row))
+            elif row.status in ("ok", "changed", "vanished"):
+                self.state.refused.pop(row.irq, None)
+
+    def _log_rows(self, report: Report) -> None:
+        seen: Set[int] = set()
+        for row in report.rows:
+            seen.add(row.irq)
+            key = (row.status, row.errno, row.affinity, row.target, row.compliant)
+            if row.status == "changed":
+                self.log(NOTICE, f"IRQ {row.irq} ({row.name or row.chip}): {row.affinity} -> {row.target} changed")
+            elif row.status not in ("ok", "fixed-by-kernel", "ignored") and self.state.logged.get(row.irq) != key:
+                priority = WARNING if not row.compliant or row.status == "failed" else INFO
+                errno = f" {row.errno}" if row.errno else ""
+                reason = row.detail.split("; ")[0] if row.detail else ""
+                self.log(priority, f"IRQ {row.irq} ({row.name or row.chip}): {row.status}{errno}: {reason}")
+            self.state.logged[row.irq] = key
+        for irq in set(self.state.logged) - seen:
+            del self.state.logged[irq]
+
+    # -- signals and config --------------------------------------------------------
+
+    def reload(self) -> None:
+        try:
+            config = load_config(self.settings.config_path, explicit=self.settings.config_path is not None)
+        except IrqagentError as exc:
+            self.log(ERR, f"reload refused, keeping the running config: {exc}")
+            return
+        self.state.config = config
+        self.state.refused.clear()
+        self.log(NOTICE, "configuration reloaded")
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.signals.append(signum)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def open_uevents(self):
+        if not self.settings.uevents:
+            return None
+        try:
+            from pyroute2.netlink.uevent import UeventSocket
+
+            sock = UeventSocket()
+            sock.bind()
+            return sock
+        except Exception as exc:  # noqa: BLE001 - netlink may be unavailable (container, not Linux)
+            self.log(
+                WARNING,
+                f"cannot listen to kernel uevents ({type(exc).__name__}: {exc}); rescanning every "
+                f"{self.interval:g}s only",
+            )
+            return None
+
+    def drain_uevents(self) -> int:
+        """Read what is queued; return how many relevant events it held."""
+        try:
+            events = self.uevents.get()
+        except Exception as exc:  # noqa: BLE001
+            self.log(WARNING, f"reading uevents failed: {type(exc).__name__}: {exc}")
+            return 0
+        return sum(1 for event in events if _relevant(event))
+
+    def run(self) -> int:
+        wake_read, wake_write = os.pipe()
+        for fd in (wake_read, wake_write):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        previous_wakeup = signal.set_wakeup_fd(wake_write)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        self.uevents = self.open_uevents()
+        try:
+            return self._loop(wake_read)
+        finally:
+            self.notifier.send("STOPPING=1")
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_read)
+            os.close(wake_write)
+            if self.uevents is not None:
+                self.uevents.close()
+            self.notifier.close()
+
+    def _loop(self, wake_read: int) -> int:
+        self.log(
+            NOTICE,
+            f"irqagent {__version__} started on {self.settings.root}: rescan every {self.interval:g}s, "
+            f"{'uevents' if self.uevents is not None else 'no uevents'}",
+        )
+        self.run_pass("start")
+        self.notifier.send("READY=1")
+        now = time.monotonic()
+        next_rescan = now + self.interval
+        next_watchdog = now
+        pending: Optional[float] = None  # debounce deadline
+        while True:
+            now = time.monotonic()
+            if self.watchdog and now >= next_watchdog:
+                self.notifier.send("WATCHDOG=1")
+                next_watchdog = now + self.watchdog
+            deadlines = [next_rescan] + ([pending] if pending is not None else [])
+            if self.watchdog:
+                deadlines.append(next_watchdog)
+            timeout = max(0.0, min(deadlines) - now)
+            fds = [wake_read] + ([self.uevents.fileno()] if self.uevents is not None else [])
+            ready, _, _ = select.select(fds, [], [], timeout)
+            if wake_read in ready:
+                try:
+                    while os.read(wake_read, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            reason = None
+            while self.signals:
+                signum = self.signals.pop(0)
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self.log(NOTICE, f"stopping on {signal.Signals(signum).name}")
+                    return int(ExitStatus.OK)
+                if signum == signal.SIGHUP:
+                    self.reload()
+                    reason = "reload"
+                elif signum == signal.SIGUSR1:
+                    reason = "SIGUSR1"
+            if self.uevents is not None and self.uevents.fileno() in ready and self.drain_uevents():
+                pending = time.monotonic() + self.state.config.daemon.debounce
+            now = time.monotonic()
+            if reason is None and pending is not None and now >= pending:
+                reason = "uevent"
+            if reason is None and now >= next_rescan:
+                reason = "rescan"
+            if reason is not None:
+                pending = None
+                self.run_pass(reason)
+                next_rescan = time.monotonic() + self.interval
+
+
+def run_daemon(args, env) -> int:
+    """Entry point of ``irqagent run`` (the CLI has checked the root)."""
+    settings = Settings(
+        root=args.root,
+        state_dir=args.state_dir,
+        config_path=args.config,
+        interval_option=args.interval,
+        metrics_option=args.metrics_file,
+        uevents=not args.no_uevents,
+    )
+    if settings.interval_option is not None and not 0.1 <= settings.interval_option <= 86400:
+        raise IrqagentError(f"--interval {settings.interval_option:g}: must be between 0.1 and 86400 seconds")
+    config = load_config(args.config, explicit=args.config is not None)
+    journald = bool(env.environ.get("JOURNAL_STREAM") or env.environ.get("NOTIFY_SOCKET"))
+    log = Log(env.stderr, journald)
+    with StateLock(args.state_dir):
+        daemon = Daemon(settings, config, log, Notifier.from_environ(env.environ), env.environ)
+        return daemon.run()
