@@ -82,6 +82,7 @@ class DaemonState:
     logged: Dict[int, Tuple] = field(default_factory=dict)  # irq -> last logged state
     refused: Dict[int, Tuple[str, str, IrqRow]] = field(default_factory=dict)  # irq -> (affinity, target, row)
     passes: int = 0
+    last_counts: Dict[str, int] = field(default_factory=dict)
 
 
 def _relevant(event) -> bool:
@@ -133,10 +134,12 @@ class Daemon:
         self._remember_refusals(report)
         self._log_rows(report)
         status = summary_line(report)
-        self.log(
-            INFO if not report.writes else NOTICE,
-            f"pass {self.state.passes} ({reason}, {time.monotonic() - started:.2f}s): {status}",
-        )
+        counts = report.by_status()
+        if report.writes or counts != self.state.last_counts:
+            # Quiet when nothing changes: an idle daemon does not fill the journal.
+            elapsed = time.monotonic() - started
+            self.log(NOTICE if report.writes else INFO, f"pass {self.state.passes} ({reason}, {elapsed:.2f}s): {status}")
+        self.state.last_counts = counts
         self.notifier.send(f"STATUS={status}")
         if self.metrics_file:
             try:

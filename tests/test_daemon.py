@@ -1,0 +1,228 @@
+"""``irqagent run`` end to end: a real process, a fake notify socket, a --root tree."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from irqagent.daemon import Log, _relevant
+from irqagent.notify import Notifier, watchdog_interval
+
+from conftest import REPO, read, write
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+class NotifySocket:
+    """What systemd does: a datagram socket the service sends KEY=value messages to."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+
+    def wait_for(self, wanted: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if wanted in message:
+                    return message
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except socket.timeout:
+                break
+        raise AssertionError(f"no {wanted!r} in {self.messages}")
+
+    def close(self):
+        self.sock.close()
+
+
+class Agent:
+    def __init__(self, root, tmp_path, *extra, env=None, uevents=False):
+        self.notify = NotifySocket(str(tmp_path / "notify.sock"))
+        self.stderr = open(tmp_path / "agent.log", "w+")
+        self.log_path = tmp_path / "agent.log"
+        environ = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), **(env or {}))
+        args = [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", str(tmp_path / "state"),
+                "--interval", "30", *extra]
+        if not uevents:
+            args.append("--no-uevents")
+        self.proc = subprocess.Popen(args, cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=self.stderr)
+
+    def log(self) -> str:
+        with open(self.log_path) as handle:
+            return handle.read()
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+    def close(self):
+        self.notify.close()
+        self.stderr.close()
+
+
+@pytest.fixture
+def agent(tmp_path):
+    started = []
+
+    def start(root, *extra, **kwargs):
+        started.append(Agent(root, tmp_path, *extra, **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()
+        process.close()
+
+
+def wait_until(predicate, timeout: float) -> float:
+    """Seconds it took for ``predicate`` to hold; fails after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_ready_fix_on_event_reload_and_stop(tree, agent, tmp_path):
+    root = tree("kvm-300-8bit")
+    config = tmp_path / "irqagent.toml"
+    config.write_text("[daemon]\ndebounce = 0.2\n")
+    a = agent(root, "--config", str(config))
+    a.notify.wait_for("READY=1")
+    assert "STATUS=apply: 12 IRQs, 12 compliant" in a.notify.wait_for("STATUS=")
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-254"
+
+    write(root, "proc/irq/24/smp_affinity_list", "0-299\n")  # someone makes it non-compliant
+    a.signal(signal.SIGUSR1)  # an event: a pass right away
+    assert wait_until(lambda: read(root, "proc/irq/24/smp_affinity_list") == "0-254", 1.0) < 1.0
+
+    config.write_text("[policy\n")  # broken config: logged, old one kept
+    a.signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused, keeping the running config" in a.log(), 5)
+    assert a.proc.poll() is None
+    assert a.stop() == 0
+    a.notify.wait_for("STOPPING=1")
+    assert "stopping on SIGTERM" in a.log()
+
+
+@pytest.mark.skipif(not IS_ROOT or not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="needs root")
+def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
+    root = tree("kvm-300-8bit")
+    a = agent(root, uevents=True)
+    a.notify.wait_for("READY=1")
+    assert "uevents" in a.log() and "no uevents" not in a.log()
+    write(root, "proc/irq/25/smp_affinity_list", "250-299\n")
+    with open("/sys/devices/system/cpu/cpu0/uevent", "w") as handle:
+        handle.write("change")  # the kernel emits a real "change@/devices/system/cpu/cpu0" uevent
+    assert wait_until(lambda: read(root, "proc/irq/25/smp_affinity_list") == "250-254", 1.0) < 1.0
+    assert a.stop() == 0
+
+
+def test_second_instance_on_the_same_state_dir_refuses(tree, agent, tmp_path):
+    root = tree("apic-255")
+    a = agent(root)
+    a.notify.wait_for("READY=1")
+    second = subprocess.run([sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir",
+                             str(tmp_path / "state"), "--no-uevents"], cwd=REPO, capture_output=True, text=True,
+                            timeout=10)
+    assert second.returncode == 2
+    assert "another irqagent apply, restore or run is active" in second.stderr
+    assert a.stop() == 0
+
+
+def test_watchdog_metrics_and_journald_prefixes(tree, agent, tmp_path):
+    root = tree("managed")
+    metrics = tmp_path / "irqagent.prom"
+    a = agent(root, "--metrics-file", str(metrics), env={"WATCHDOG_USEC": "200000", "JOURNAL_STREAM": "8:1"})
+    a.notify.wait_for("READY=1")
+    a.notify.wait_for("WATCHDOG=1")
+    wait_until(metrics.exists, 5)
+    text = metrics.read_text()
+    assert "irqagent_writes_total 9" in text and 'irqagent_irqs{status="managed"} 2' in text
+    lines = a.log().splitlines()
+    assert lines and all(line[:3] in ("<3>", "<4>", "<5>", "<6>") for line in lines)
+    assert a.stop() == 0
+
+
+def test_a_permanent_problem_is_logged_once_not_every_pass(tree, agent):
+    root = tree("managed")
+    a = agent(root)
+    a.notify.wait_for("READY=1")
+    for _ in range(3):
+        a.signal(signal.SIGUSR1)
+        time.sleep(0.3)
+    assert a.stop() == 0
+    log = a.log()
+    assert log.count("IRQ 40 (nvme0q1): managed") == 1
+    assert log.count("pass ") == 2  # the first (writes) and the second (counts changed); then quiet
+
+
+def test_a_failing_pass_does_not_kill_the_daemon(tree, agent):
+    root = tree("kvm-300-8bit")
+    a = agent(root)
+    a.notify.wait_for("READY=1")
+    cpuinfo = read(root, "proc/cpuinfo")
+    os.remove(os.path.join(root, "proc/cpuinfo"))
+    a.signal(signal.SIGUSR1)
+    wait_until(lambda: "failed: cannot read" in a.log(), 5)
+    write(root, "proc/cpuinfo", cpuinfo)
+    write(root, "proc/irq/24/smp_affinity_list", "0-299\n")
+    a.signal(signal.SIGUSR1)
+    wait_until(lambda: read(root, "proc/irq/24/smp_affinity_list") == "0-254", 5)
+    assert a.stop() == 0
+
+
+def test_bad_config_at_start_is_exit_2(tree, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[daemon]\ninterval = -1\n")
+    result = subprocess.run([sys.executable, "-m", "irqagent", "run", "--root", tree("apic-255"), "--config",
+                             str(config), "--state-dir", str(tmp_path / "s")], cwd=REPO, capture_output=True,
+                            text=True, timeout=10)
+    assert result.returncode == 2 and "daemon.interval" in result.stderr
+
+
+def test_notifier_abstract_socket_and_no_socket():
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"irqagent-test-{os.getpid()}"
+    server.bind("\0" + name)
+    try:
+        notifier = Notifier(f"@{name}")
+        assert notifier.send("READY=1", "STATUS=ok")
+        assert server.recv(100) == b"READY=1\nSTATUS=ok"
+    finally:
+        server.close()
+    assert not Notifier(None).send("READY=1")
+
+
+def test_watchdog_interval_parsing():
+    assert watchdog_interval({"WATCHDOG_USEC": "3000000"}) == 1.5
+    assert watchdog_interval({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "x"}) is None
+    assert watchdog_interval({}) is None
+
+
+def test_relevant_uevents():
+    assert _relevant({"SUBSYSTEM": "cpu", "ACTION": "online"})
+    assert _relevant({"SUBSYSTEM": "pci", "ACTION": "bind"})
+    assert not _relevant({"SUBSYSTEM": "block", "ACTION": "change"})
+    assert not _relevant({"SUBSYSTEM": "cpu", "ACTION": "weird"})
+
+
+def test_log_format(capsys):
+    Log(sys.stderr, journald=True)(4, "two\nlines")
+    Log(sys.stderr, journald=False)(3, "bad")
+    assert capsys.readouterr().err == "<4>two lines\nirqagent: error: bad\n"
