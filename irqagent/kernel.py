@@ -221,14 +221,14 @@ class KernelTree:
             mode = os.stat(path).st_mode
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                return None, f"{path} does not exist (load the cpuid module: modprobe cpuid)"
-            return None, f"cannot stat {path}: {describe_oserror(exc)}"
+                return None, f"{rel} does not exist (load the cpuid module: modprobe cpuid)"
+            return None, f"cannot stat {rel}: {describe_oserror(exc)}"
         if stat.S_ISREG(mode):
             try:
                 text = self._read(rel)
                 table = cpuid_mod.parse_text(text)
             except OSError as exc:
-                return None, f"cannot read {path}: {describe_oserror(exc)}"
+                return None, f"cannot read {rel}: {describe_oserror(exc)}"
             except cpuid_mod.CpuidFormatError as exc:
                 raise InputError(f"{path}: {exc}") from None
             leaves = cpuid_mod.collect(lambda leaf, sub: table.get((leaf, sub), cpuid_mod.ZERO))
@@ -236,18 +236,18 @@ class KernelTree:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
-                return None, f"cannot open {path}: {describe_oserror(exc)}"
+                return None, f"cannot open {rel}: {describe_oserror(exc)}"
             try:
                 leaves = cpuid_mod.collect(
                     lambda leaf, sub: cpuid_mod.decode_bytes(os.pread(fd, 16, cpuid_mod.device_offset(leaf, sub)))
                 )
             except (OSError, cpuid_mod.CpuidFormatError) as exc:
                 detail = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
-                return None, f"cannot read {path}: {detail}"
+                return None, f"cannot read {rel}: {detail}"
             finally:
                 os.close(fd)
         else:
-            return None, f"{path} is neither the cpuid device nor a text file"
+            return None, f"{rel} is neither the cpuid device nor a text file"
         self.cpuid_leaves_read[cpu] = leaves
         return leaves, ""
 

@@ -302,5 +302,5 @@ def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[De
         target=_fmt(desired),
         target_mask=desired,
         status="would-change",
-        detail=f"new IRQs would start on {cpumask.cpus_phrase(removed & topology.online)}, unreachable or excluded",
+        detail=f"keeps new IRQs off {cpumask.cpus_phrase(removed & topology.online)} (unreachable or excluded)",
     )

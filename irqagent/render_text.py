@@ -83,7 +83,7 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
     for note in platform.notes if verbose else ():
         header.append(("note", note))
     for key, value in header:
-        for number, chunk in enumerate(textwrap.wrap(value, WIDTH - 13) or [""]):
+        for number, chunk in enumerate(textwrap.wrap(value, WIDTH - 14) or [""]):
             lines.append(f"  {key if number == 0 else '':<11} {chunk}")
     lines.append("")
     lines.append(f"  {'CONTROLLER':<22} {'DEST':<9} {'SOURCE':<8} {'REACHABLE':<14} {'UNREACHABLE':<14} IRQS")
