@@ -138,7 +138,9 @@ class Daemon:
         if report.writes or counts != self.state.last_counts:
             # Quiet when nothing changes: an idle daemon does not fill the journal.
             elapsed = time.monotonic() - started
-            self.log(NOTICE if report.writes else INFO, f"pass {self.state.passes} ({reason}, {elapsed:.2f}s): {status}")
+            self.log(
+                NOTICE if report.writes else INFO, f"pass {self.state.passes} ({reason}, {elapsed:.2f}s): {status}"
+            )
         self.state.last_counts = counts
         self.notifier.send(f"STATUS={status}")
         if self.metrics_file:

@@ -136,9 +136,17 @@ def _spread_targets(facts, config, controllers, rules, exclusion) -> Dict[int, i
         controller = controllers[irq.chip]
         if not controller.settable or not irq.writable or irq.affinity_text is None:
             continue
-        allowed = controller.reachable & ~exclusion.cpus
+        allowed, _ = _allowed(controller, exclusion)
         items.append(SpreadItem(irq.irq, irq.device or irq.chip or f"irq{irq.irq}", irq.node, allowed))
     return spread(items, facts.numa_nodes) if items else {}
+
+
+def _allowed(controller: Controller, exclusion: Exclusion) -> Tuple[int, str]:
+    """Online reachable CPUs not excluded; all online reachable ones when exclusion leaves none."""
+    allowed = controller.reachable & ~exclusion.cpus
+    if allowed or not controller.reachable:
+        return allowed, ""
+    return controller.reachable, "every reachable CPU is excluded: ignoring the exclusion for this IRQ"
 
 
 def _fmt(mask: int) -> str:
@@ -207,10 +215,12 @@ def _plan_irq(
             )
         return replace(row, status="managed", detail="; ".join(details))
 
-    allowed = controller.reachable & ~exclusion.cpus
+    allowed, note = _allowed(controller, exclusion)
     excluded_now = online_current & exclusion.cpus & controller.reachable
-    if excluded_now:
+    if excluded_now and not note:
         details.append(f"{_are(excluded_now)} excluded ({', '.join(exclusion.reasons)})")
+    if note:
+        details.append(note)
     if rule is not None and rule.cpus is not None:
         base = rule.cpus
         details.append(f"{rule.describe()} asks for CPUs {_fmt(rule.cpus)}")
@@ -234,16 +244,12 @@ def _plan_irq(
                     details.append(f"back towards the original mask {_fmt(original)} (journal)")
     desired = base & allowed
     if not desired:
-        if allowed:
-            desired = allowed
-            if base:
-                details.append(f"none of CPUs {_fmt(base)} is usable: using every allowed CPU")
-        elif controller.reachable:
-            desired = controller.reachable
-            details.append("every reachable CPU is excluded: ignoring the exclusion for this IRQ")
-        else:
+        if not allowed:
             details.append("no online CPU is reachable by this controller: nothing safe to write")
             return replace(row, status="unreachable", compliant=False, detail="; ".join(details))
+        desired = allowed
+        if base:
+            details.append(f"none of CPUs {_fmt(base)} is usable: using every allowed CPU")
     fallback = allowed if allowed and allowed != desired else None
     if desired == online_current:
         return replace(row, status="ok", target=_fmt(current), target_mask=current, detail="; ".join(details))

@@ -48,8 +48,19 @@ class Agent:
         self.stderr = open(tmp_path / "agent.log", "w+")
         self.log_path = tmp_path / "agent.log"
         environ = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), **(env or {}))
-        args = [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", str(tmp_path / "state"),
-                "--interval", "30", *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "irqagent",
+            "run",
+            "--root",
+            root,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--interval",
+            "30",
+            *extra,
+        ]
         if not uevents:
             args.append("--no-uevents")
         self.proc = subprocess.Popen(args, cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -136,9 +147,23 @@ def test_second_instance_on_the_same_state_dir_refuses(tree, agent, tmp_path):
     root = tree("apic-255")
     a = agent(root)
     a.notify.wait_for("READY=1")
-    second = subprocess.run([sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir",
-                             str(tmp_path / "state"), "--no-uevents"], cwd=REPO, capture_output=True, text=True,
-                            timeout=10)
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "irqagent",
+            "run",
+            "--root",
+            root,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--no-uevents",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert second.returncode == 2
     assert "another irqagent apply, restore or run is active" in second.stderr
     assert a.stop() == 0
@@ -189,9 +214,24 @@ def test_a_failing_pass_does_not_kill_the_daemon(tree, agent):
 def test_bad_config_at_start_is_exit_2(tree, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[daemon]\ninterval = -1\n")
-    result = subprocess.run([sys.executable, "-m", "irqagent", "run", "--root", tree("apic-255"), "--config",
-                             str(config), "--state-dir", str(tmp_path / "s")], cwd=REPO, capture_output=True,
-                            text=True, timeout=10)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "irqagent",
+            "run",
+            "--root",
+            tree("apic-255"),
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert result.returncode == 2 and "daemon.interval" in result.stderr
 
 

@@ -9,9 +9,15 @@ from conftest import write
 
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 REQUIRED = {
-    "irqagent_irqs", "irqagent_noncompliant_irqs", "irqagent_controller_reachable_cpus",
-    "irqagent_controller_unreachable_cpus", "irqagent_writes_total", "irqagent_write_failures_total",
-    "irqagent_last_run_timestamp_seconds", "irqagent_last_run_duration_seconds", "irqagent_ext_dest_id",
+    "irqagent_irqs",
+    "irqagent_noncompliant_irqs",
+    "irqagent_controller_reachable_cpus",
+    "irqagent_controller_unreachable_cpus",
+    "irqagent_writes_total",
+    "irqagent_write_failures_total",
+    "irqagent_last_run_timestamp_seconds",
+    "irqagent_last_run_duration_seconds",
+    "irqagent_ext_dest_id",
     "irqagent_info",
 }
 

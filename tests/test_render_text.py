@@ -20,11 +20,16 @@ def test_colour_only_on_a_tty_without_no_color(tree):
 
     root = tree("apic-255")
     out = Tty()
-    main(["audit", "--root", root, "--state-dir", "/nonexistent"], Environment(stdout=out, stderr=io.StringIO(), environ={}))
+    main(
+        ["audit", "--root", root, "--state-dir", "/nonexistent"],
+        Environment(stdout=out, stderr=io.StringIO(), environ={}),
+    )
     assert "\x1b[33mwould-change\x1b[0m" in out.getvalue()
     out = Tty()
-    main(["audit", "--root", root, "--state-dir", "/nonexistent"],
-         Environment(stdout=out, stderr=io.StringIO(), environ={"NO_COLOR": "1"}))
+    main(
+        ["audit", "--root", root, "--state-dir", "/nonexistent"],
+        Environment(stdout=out, stderr=io.StringIO(), environ={"NO_COLOR": "1"}),
+    )
     assert "\x1b[" not in out.getvalue()
 
 
@@ -34,8 +39,10 @@ def test_big_sparse_guest_fits_80_columns(tmp_path, cli):
     root = str(tmp_path / "sparse")
     # Every other CPU offline: long cpulists everywhere.
     offline = sum(1 << cpu for cpu in range(1, 300, 2))
-    write_tree(TreeSpec(cpus=300, offline=offline, kernel="5.4.0", irqs=guest_irqs(300, 20, "5.4.0"),
-                        cpuinfo_style="minimal"), root)
+    write_tree(
+        TreeSpec(cpus=300, offline=offline, kernel="5.4.0", irqs=guest_irqs(300, 20, "5.4.0"), cpuinfo_style="minimal"),
+        root,
+    )
     for flags in ((), ("-v",)):
         result = cli("audit", "--root", root, *flags)
         assert result.code == 1

@@ -43,7 +43,7 @@ def test_daemon_unit_is_notify_with_netlink():
 def test_systemd_analyze_verify(tmp_path):
     # verify checks that ExecStart= exists: point it at a wrapper around this interpreter.
     wrapper = tmp_path / "irqagent"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m irqagent \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m irqagent "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     paths = []
     for name in UNITS:
@@ -54,8 +54,9 @@ def test_systemd_analyze_verify(tmp_path):
         paths.append(str(path))
     result = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", paths[0]], capture_output=True,
-                              text=True, timeout=60)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", paths[0]], capture_output=True, text=True, timeout=60
+    )
     if security.returncode == 0:
         exposure = float(security.stdout.split("Overall exposure level for irqagent.service:")[1].split()[0])
         assert exposure <= 2.5

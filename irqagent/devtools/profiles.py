@@ -115,16 +115,25 @@ def inferred_15bit() -> TreeSpec:
 
 
 def numa_spread() -> TreeSpec:
-    """16 vCPUs on 2 NUMA nodes, two 4-queue devices, for spread policies."""
-    irqs = guest_irqs(16, 13, NEW, "kvm", nodes=2)
+    """16 vCPUs on 2 NUMA nodes: a 4-queue virtio-net on node 0, a 4-queue NVMe on node 1."""
+    everything = "0-15"
+    irqs = [IrqSpec(irq, "IO-APIC", name, everything, hwirq=irq) for irq, name in ((1, "i8042"), (4, "ttyS0"))]
+    devices = (  # (PCI slot, NUMA node, first IRQ, vector names)
+        (1, 0, 24, ["virtio1-config"] + [f"virtio1-input.{q}" for q in range(4)]),
+        (2, 1, 32, ["nvme0q0"] + [f"nvme0q{q}" for q in range(1, 5)]),
+    )
+    for slot, node, first, names in devices:
+        bdf = f"0000:00:{slot:02x}.0"
+        for vector, name in enumerate(names):
+            irqs.append(IrqSpec(first + vector, "PCI-MSI", name, everything, device=bdf, hwirq=vector, node=node))
     return TreeSpec(
         cpus=16,
         kernel=NEW,
         hypervisor="kvm",
-        irqs=irqs,
+        irqs=tuple(irqs),
         nodes=2,
         cpuinfo_style="minimal",
-        drivers={"0000:00:01.0": "virtio-pci"},
+        drivers={"0000:00:01.0": "virtio-pci", "0000:00:02.0": "nvme"},
     )
 
 

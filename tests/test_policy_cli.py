@@ -1,0 +1,140 @@
+"""Policies end to end on fixture trees: spread, exclusions, rules of every kind, irqbalance."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from irqagent import cpumask
+from irqagent.irqbalance import irqbalance_warning
+from irqagent.config import Config, Policy, parse_config
+from irqagent.facts import IrqFacts
+
+from conftest import make_facts, read
+from test_plan import plan_for
+
+
+def rows(result):
+    return {row["irq"]: row for row in result.json()["irqs"]}
+
+
+def config_file(tmp_path, text):
+    path = tmp_path / "irqagent.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_spread_numa_local_distinct_and_stable(tree, cli, tmp_path):
+    root = tree("numa-spread")
+    config = config_file(tmp_path, '[policy]\nmode = "spread"\n')
+    first = cli("apply", "--root", root, "--config", config, "--format", "json")
+    assert first.code == 0
+    r = rows(first)
+    virtio = [cpumask.parse_cpulist(r[irq]["target"]) for irq in range(25, 29)]  # node 0: CPUs 0-7
+    nvme = [cpumask.parse_cpulist(r[irq]["target"]) for irq in range(33, 37)]  # node 1: CPUs 8-15
+    assert all(cpumask.count(m) == 1 and m & 0x00FF for m in virtio) and len(set(virtio)) == 4
+    assert all(cpumask.count(m) == 1 and m & 0xFF00 for m in nvme) and len(set(nvme)) == 4
+    again = cli("apply", "--root", root, "--config", config, "--format", "json")
+    assert again.json()["summary"]["writes"] == 0
+
+
+def test_rules_by_irq_name_chip_device_driver(tree, cli, tmp_path):
+    root = tree("numa-spread")
+    config = config_file(
+        tmp_path,
+        "\n".join(
+            [
+                "[policy]\ndefault_smp_affinity = false",
+                '[[rule]]\nirq = "1"\nignore = true',
+                '[[rule]]\nname = "virtio*-input.*"\ncpus = "2-3"',
+                '[[rule]]\ndriver = "nvme"\nname = "nvme0q0"\ncpus = "15"',
+                '[[rule]]\ndevice = "0000:00:02.*"\ncpus = "8-11"',
+                '[[rule]]\nchip = "IO-APIC"\ncpus = "0"',
+            ]
+        ),
+    )
+    result = cli("apply", "--root", root, "--config", config, "--format", "json")
+    r = rows(result)
+    assert r[1]["status"] == "ignored" and read(root, "proc/irq/1/smp_affinity_list") == "0-15"
+    assert r[25]["target"] == "2-3" and read(root, "proc/irq/25/smp_affinity_list") == "2-3"
+    assert r[32]["target"] == "15"
+    assert r[33]["target"] == "8-11"
+    assert r[4]["target"] == "0"
+    assert r[24]["status"] == "ok"  # virtio1-config matches no rule and complies
+    assert cli("apply", "--root", root, "--config", config, "--format", "json").json()["summary"]["writes"] == 0
+
+
+def test_policy_asking_for_unreachable_cpus_falls_back_and_says_so(tree, cli, tmp_path):
+    root = tree("kvm-300-8bit")
+    config = config_file(
+        tmp_path,
+        '[[rule]]\nname = "virtio1-input.0"\ncpus = "250-260"\n[[rule]]\nname = "virtio1-input.1"\ncpus = "280-290"\n',
+    )
+    r = rows(cli("audit", "--root", root, "--config", config, "--format", "json"))
+    assert r[25]["target"] == "250-254" and "of which 255-260 are unreachable" in r[25]["detail"]
+    assert r[27]["target"] == "0-254" and "using every allowed CPU" in r[27]["detail"]
+
+
+def test_exclude_cpus_and_cmdline(tree, cli, tmp_path):
+    root = tree("numa-spread")
+    with open(f"{root}/proc/cmdline", "w") as handle:
+        handle.write("ro isolcpus=managed_irq,domain,14-15 nohz_full=13\n")
+    config = config_file(tmp_path, '[policy]\nexclude_cpus = "0"\n')
+    doc = cli("audit", "--root", root, "--config", config, "--format", "json").json()
+    assert doc["excluded"] == {
+        "cpus": "0,13-15",
+        "reasons": ["policy.exclude_cpus=0", "isolcpus=managed_irq,domain,14-15", "nohz_full=13"],
+    }
+    assert {row["target"] for row in doc["irqs"]} == {"1-12"}
+    assert doc["summary"]["noncompliant"] == 0  # excluded CPUs are policy, not reachability
+    off = config_file(tmp_path, "[policy]\nhonour_cmdline = false\n")
+    assert cli("audit", "--root", root, "--config", off, "--format", "json").json()["excluded"]["cpus"] == ""
+
+
+def test_irqbalance_banned_line_includes_exclusions(tree, cli, tmp_path):
+    config = config_file(tmp_path, '[policy]\nexclude_cpus = "3"\n')
+    result = cli("audit", "--root", tree("kvm-300-8bit"), "--config", config, "--format", "irqbalance-banned")
+    assert result.out == "IRQBALANCE_BANNED_CPULIST=3,255-299\n"
+
+
+def test_irqbalance_warning_only_when_spreading_on_the_live_root(monkeypatch):
+    import irqagent.irqbalance as module
+
+    monkeypatch.setattr(module, "irqbalance_running", lambda: True)
+    spread = parse_config('[policy]\nmode = "spread"\n')
+    assert "irqbalance is running" in irqbalance_warning(spread, "/")
+    assert irqbalance_warning(spread, "/some/snapshot") is None
+    assert irqbalance_warning(parse_config(""), "/") is None
+
+
+def test_irqbalance_running_uses_psutil():
+    from irqagent.irqbalance import irqbalance_running
+
+    assert irqbalance_running() in (True, False)
+
+
+@pytest.mark.parametrize("mode", ["restrict", "spread"])
+def test_apply_twice_under_any_policy_writes_nothing(tree, cli, tmp_path, mode):
+    root = tree("kvm-300-8bit")
+    config = config_file(tmp_path, f'[policy]\nmode = "{mode}"\nexclude_cpus = "0-9"\n')
+    first = cli("apply", "--root", root, "--config", config, "--format", "json").json()
+    assert first["summary"]["writes"] > 0
+    assert cli("apply", "--root", root, "--config", config, "--format", "json").json()["summary"]["writes"] == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(excluded=st.integers(0, (1 << 16) - 1), online=st.integers(1, (1 << 16) - 1))
+def test_spread_plan_invariants(excluded, online):
+    """Spread targets: one CPU, within reachable ∩ online ∖ excluded (when that is not empty), deterministic."""
+    irqs = [
+        IrqFacts(irq=24 + i, chip="PCI-MSI", name=f"q{i}", device=f"0000:00:0{i % 3}.0", affinity_text="0-15")
+        for i in range(12)
+    ]
+    facts = make_facts(cpus=16, online=online, irqs=irqs)
+    config = Config(policy=Policy(mode="spread", exclude_cpus=excluded))
+    plan = plan_for(facts, config)
+    allowed = online & ~excluded
+    for row in plan.rows:
+        target = row.target_mask & online  # an "ok" row keeps its mask; only online CPUs count
+        assert cpumask.count(target) == 1
+        if allowed:
+            assert target & allowed
+    assert plan_for(facts, config).rows == plan.rows
