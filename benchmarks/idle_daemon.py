@@ -36,16 +36,32 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=60)
     args = parser.parse_args()
     state = tempfile.mkdtemp(prefix="irqagent-idle-")
-    proc = subprocess.Popen([sys.executable, "-m", "irqagent", "run", "--root", args.root, "--state-dir", state,
-                             "--interval", str(args.interval)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "irqagent",
+            "run",
+            "--root",
+            args.root,
+            "--state-dir",
+            state,
+            "--interval",
+            str(args.interval),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(3)  # start-up and the first pass
         before = cpu_seconds(proc.pid)
         time.sleep(args.seconds)
         used = cpu_seconds(proc.pid) - before
-        print(f"idle irqagent run on {args.root}, interval {args.interval:g}s: "
-              f"{used:.2f} s CPU in {args.seconds:g} s ({100 * used / args.seconds:.3f}% of one CPU), "
-              f"RSS {rss_mib(proc.pid):.1f} MiB")
+        print(
+            f"idle irqagent run on {args.root}, interval {args.interval:g}s: "
+            f"{used:.2f} s CPU in {args.seconds:g} s ({100 * used / args.seconds:.3f}% of one CPU), "
+            f"RSS {rss_mib(proc.pid):.1f} MiB"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -319,8 +319,8 @@ def main(argv: Optional[List[str]] = None, env: Optional[Environment] = None) ->
     except SystemExit as exc:  # argparse --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        env.stderr.write(f"irqagent: error:{where}: {exc.strerror or exc}\n")
+        where = f"{exc.filename}: " if exc.filename else ""
+        env.stderr.write(f"irqagent: error: {where}{exc.strerror or exc}\n")
         return int(ExitStatus.ERROR)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
         if env.environ.get("IRQAGENT_DEBUG"):

@@ -74,7 +74,7 @@ class Controller:
     reachable_apic_text: str  # e.g. "0-254", "all", ""
     irqs: int
     detail: str = ""
-    aliases: Tuple[str, ...] = ()  # alias prediction lines (8/15-bit only)
+    aliases: Tuple[Tuple[int, str], ...] = ()  # (CPUs concerned, alias prediction line); 8/15-bit only
 
     @property
     def settable(self) -> bool:
@@ -126,7 +126,7 @@ def build_controllers(
     return result
 
 
-def alias_groups(unreachable: int, topology: Topology, bits: int) -> List[str]:
+def alias_groups(unreachable: int, topology: Topology, bits: int) -> List[Tuple[int, str]]:
     """Where interrupts aimed at unreachable CPUs land if the APIC ID is truncated.
 
     Old kernels (< 5.11) truncate the destination to its low ``bits``; one line per
@@ -164,7 +164,7 @@ def alias_groups(unreachable: int, topology: Topology, bits: int) -> List[str]:
         if window == 0 and broadcasts and not targets and not lost:
             who = cpumask.cpus_phrase(cpumask.mask_of(broadcasts))
             parts = [f"APIC ID 255 ({who}) is the 8-bit broadcast ID: sent to every CPU"]
-        lines.append(parts[0] + (" " + "; ".join(parts[1:]) if len(parts) > 1 else ""))
+        lines.append((cpumask.mask_of(sources), parts[0] + (" " + "; ".join(parts[1:]) if len(parts) > 1 else "")))
     return lines
 
 

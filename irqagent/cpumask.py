@@ -23,6 +23,7 @@ __all__ = [
     "format_hexmask",
     "iter_cpus",
     "count",
+    "first",
     "mask_of",
     "is_decimal",
 ]
@@ -159,6 +160,13 @@ def iter_cpus(mask: int) -> Iterator[int]:
     while position >= 0:
         yield position
         position = bits.find("1", position + 1)
+
+
+def first(mask: int) -> int:
+    """The lowest CPU in a non-empty mask."""
+    if mask <= 0:
+        raise CpumaskError("empty CPU mask has no first CPU")
+    return (mask & -mask).bit_length() - 1
 
 
 def count(mask: int) -> int:

@@ -207,8 +207,11 @@ class StateLock:
                 who = f"process {holder}" if holder else "another process"
                 raise StateError(f"{who} holds {self.path}: another irqagent apply, restore or run is active") from None
             raise StateError(f"cannot lock {self.path}: {exc.strerror}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # who holds it, for the message a second process prints; best effort on a full disk
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
         self.fd = fd
         return self
 

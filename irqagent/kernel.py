@@ -126,22 +126,40 @@ class KernelTree:
         return text, bool(mode & WRITE_BITS)
 
     def write_affinity(self, irq: int, text: str, filename: str = "smp_affinity_list") -> None:
-        """One ``write()`` of ``text`` to the IRQ's affinity file; raises OSError."""
-        fd = os.open(self.path(f"{PROC_IRQ}/{irq}/{filename}"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        """Write ``text`` to the IRQ's affinity file, all or nothing; raises OSError."""
+        self._write_whole(f"{PROC_IRQ}/{irq}/{filename}", text)
+
+    def write_default_affinity(self, text: str) -> None:
+        self._write_whole(DEFAULT_AFFINITY, text)
+
+    def _write_whole(self, rel: str, text: str) -> None:
+        """procfs takes one ``write()`` as a whole or refuses it.  A file tree under --root
+        (a snapshot, a test tree) gets the same guarantee by temp file + rename, so that
+        a crash never leaves a half-written mask there either."""
+        path = self.path(rel)
+        data = (text + "\n").encode("ascii")
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            data = (text + "\n").encode("ascii")
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_size > 0:  # procfs files report size 0
+                self._replace_file(path, data, stat.S_IMODE(info.st_mode))
+                return
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
         finally:
             os.close(fd)
 
-    def write_default_affinity(self, text: str) -> None:
-        fd = os.open(self.path(DEFAULT_AFFINITY), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    @staticmethod
+    def _replace_file(path: str, data: bytes, mode: int) -> None:
+        temp = f"{path}.irqagent-new"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
-            os.write(fd, (text + "\n").encode("ascii"))
+            os.write(fd, data)
         finally:
             os.close(fd)
+        os.chmod(temp, mode)
+        os.replace(temp, path)
 
     def _read_irq(self, irq: int, sys_irq: bool, want_node: bool, msi_device: Dict[int, str]) -> IrqFacts:
         base = f"{PROC_IRQ}/{irq}"

@@ -6,6 +6,7 @@ executor turns ``would-change`` rows into writes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -149,8 +150,15 @@ def _allowed(controller: Controller, exclusion: Exclusion) -> Tuple[int, str]:
     return controller.reachable, "every reachable CPU is excluded: ignoring the exclusion for this IRQ"
 
 
+@functools.lru_cache(maxsize=4096)
 def _fmt(mask: int) -> str:
+    """Cached: on big guests thousands of IRQs hold the same few masks."""
     return cpumask.format_cpulist(mask)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str, filename: str, nr_cpu_ids: int) -> int:
+    return parse_mask(text, filename, nr_cpu_ids)
 
 
 def _are(mask: int) -> str:
@@ -168,44 +176,72 @@ def _plan_irq(
     facts: Facts,
     config: Config,
 ) -> IrqRow:
-    topology = facts.topology
-    row = IrqRow(
+    """One IrqRow, built once (this runs for every IRQ: 16,384 on the biggest guests)."""
+    current: Optional[int] = None
+    affinity = irq.affinity_text or ""
+    if irq.affinity_text is not None:
+        try:
+            current = _parse(irq.affinity_text, irq.affinity_file, facts.topology.nr_cpu_ids)
+            affinity = _fmt(current)
+        except cpumask.CpumaskError as exc:
+            decision = _Decision("failed", False, f"{irq.affinity_file} is invalid: {exc}")
+    if irq.vanished:
+        decision = _Decision("vanished", True, "the IRQ went away while it was being read")
+    elif irq.affinity_text is None:
+        decision = _Decision("failed", False, irq.read_error or "affinity unreadable")
+    elif current is not None:
+        decision = _decide(irq, current, controller, rule, journal, exclusion, spread_targets, facts)
+    return IrqRow(
         irq=irq.irq,
         chip=irq.chip,
         name=irq.name,
         device=irq.device,
         destination=controller.destination,
-        affinity=irq.affinity_text or "",
+        affinity=affinity,
         effective=irq.effective_text,
-        target=None,
-        status="ok",
-        compliant=True,
+        target=_fmt(decision.target) if decision.target is not None else None,
+        status=decision.status,
+        compliant=decision.compliant,
+        detail=decision.detail,
+        current=current,
+        target_mask=decision.target,
+        fallback_mask=decision.fallback,
         affinity_file=irq.affinity_file,
         reachable=controller.reachable,
     )
-    if irq.vanished:
-        return replace(row, status="vanished", detail="the IRQ went away while it was being read")
-    if irq.affinity_text is None:
-        return replace(row, status="failed", compliant=False, detail=irq.read_error or "affinity unreadable")
-    try:
-        current = parse_mask(irq.affinity_text, irq.affinity_file, topology.nr_cpu_ids)
-    except cpumask.CpumaskError as exc:
-        return replace(row, status="failed", compliant=False, detail=f"{irq.affinity_file} is invalid: {exc}")
-    row = replace(row, affinity=_fmt(current), current=current)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    status: str
+    compliant: bool
+    detail: str = ""
+    target: Optional[int] = None
+    fallback: Optional[int] = None
+
+
+def _decide(
+    irq: IrqFacts,
+    current: int,
+    controller: Controller,
+    rule: Optional[Rule],
+    journal: Journal,
+    exclusion: Exclusion,
+    spread_targets: Mapping[int, int],
+    facts: Facts,
+) -> _Decision:
+    topology = facts.topology
     online_current = current & topology.online
     if not controller.settable:
-        return replace(
-            row, status="fixed-by-kernel", detail=f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone"
-        )
+        return _Decision("fixed-by-kernel", True, f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone")
     unreachable_now = online_current & controller.unreachable
     compliant = not unreachable_now
     details = []
     if unreachable_now:
         details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
-        details.extend(_aliases_hitting(controller, unreachable_now, topology))
-    row = replace(row, compliant=compliant)
+        details.extend(line for cpus, line in controller.aliases if cpus & unreachable_now)
     if rule is not None and rule.ignore:
-        return replace(row, status="ignored", detail="; ".join([f"excluded by {rule.describe()}"] + details))
+        return _Decision("ignored", compliant, "; ".join([f"excluded by {rule.describe()}"] + details))
     if not irq.writable:
         if unreachable_now:
             reachable = controller.reachable & ~exclusion.cpus or controller.reachable
@@ -213,7 +249,7 @@ def _plan_irq(
                 "the kernel manages this affinity (read-only file); fix it at boot with "
                 f"irqaffinity={_fmt(reachable)} or isolcpus=managed_irq,{_fmt(controller.unreachable)}"
             )
-        return replace(row, status="managed", detail="; ".join(details))
+        return _Decision("managed", compliant, "; ".join(details))
 
     allowed, note = _allowed(controller, exclusion)
     excluded_now = online_current & exclusion.cpus & controller.reachable
@@ -231,54 +267,36 @@ def _plan_irq(
         base = spread_targets[irq.irq]
     else:
         base = online_current
-        entry = journal.entries.get(irq.irq)
-        if entry is not None and entry.same_interrupt(irq.chip, irq.name) and entry.file == irq.affinity_file:
-            try:
-                written = parse_mask(entry.written, entry.file, 1 << 24)
-                original = parse_mask(entry.original, entry.file, 1 << 24)
-            except cpumask.CpumaskError:
-                written = original = None
-            if written == current and original is not None:
-                base = original & topology.online
-                if base & allowed != online_current:
-                    details.append(f"back towards the original mask {_fmt(original)} (journal)")
+        original = _journal_original(journal, irq, current)
+        if original is not None:
+            base = original & topology.online
+            if base & allowed != online_current:
+                details.append(f"back towards the original mask {_fmt(original)} (journal)")
     desired = base & allowed
     if not desired:
         if not allowed:
             details.append("no online CPU is reachable by this controller: nothing safe to write")
-            return replace(row, status="unreachable", compliant=False, detail="; ".join(details))
+            return _Decision("unreachable", False, "; ".join(details))
         desired = allowed
         if base:
             details.append(f"none of CPUs {_fmt(base)} is usable: using every allowed CPU")
-    fallback = allowed if allowed and allowed != desired else None
     if desired == online_current:
-        return replace(row, status="ok", target=_fmt(current), target_mask=current, detail="; ".join(details))
-    return replace(
-        row,
-        status="would-change",
-        target=_fmt(desired),
-        target_mask=desired,
-        fallback_mask=fallback,
-        detail="; ".join(details),
-    )
+        return _Decision("ok", compliant, "; ".join(details), target=current)
+    fallback = allowed if allowed != desired else None
+    return _Decision("would-change", compliant, "; ".join(details), target=desired, fallback=fallback)
 
 
-def _aliases_hitting(controller: Controller, cpus: int, topology) -> List[str]:
-    """Alias lines of the controller that concern ``cpus`` (old kernels truncate APIC IDs)."""
-    if not controller.aliases:
-        return []
-    return [line for line in controller.aliases if _mentions_any(line, cpus)]
-
-
-def _mentions_any(line: str, cpus: int) -> bool:
-    start = line.find("(CPUs ")
-    if start < 0:
-        return True
-    end = line.find(")", start)
+def _journal_original(journal: Journal, irq: IrqFacts, current: int) -> Optional[int]:
+    """The journaled original when the IRQ still holds what the agent wrote, else None."""
+    entry = journal.entries.get(irq.irq)
+    if entry is None or not entry.same_interrupt(irq.chip, irq.name) or entry.file != irq.affinity_file:
+        return None
     try:
-        return bool(cpumask.parse_cpulist(line[start + 6 : end]) & cpus)
+        if parse_mask(entry.written, entry.file, 1 << 24) != current:
+            return None
+        return parse_mask(entry.original, entry.file, 1 << 24)
     except cpumask.CpumaskError:
-        return True
+        return None
 
 
 def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[DefaultAffinityRow]:

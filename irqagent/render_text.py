@@ -93,7 +93,7 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
             f"  {elide(c.chip or '(none)', 22):<22} {c.destination:<9} {c.source:<8} "
             f"{elide(reach, 14):<14} {elide(_cpus(c.unreachable), 14):<14} {c.irqs:>4}"
         )
-        for alias in c.aliases if verbose else c.aliases[:3]:
+        for _, alias in c.aliases if verbose else c.aliases[:3]:
             for chunk in textwrap.wrap(alias, WIDTH - 6):
                 lines.append(f"      {chunk}")
         if len(c.aliases) > 3 and not verbose:

@@ -133,7 +133,7 @@ def controller_json(controller: Controller) -> Dict[str, object]:
         "unreachable": cpumask.format_cpulist(controller.unreachable),
         "reachable_apic_ids": controller.reachable_apic_text,
         "irqs": controller.irqs,
-        "detail": "; ".join(filter(None, [controller.detail, *controller.aliases])),
+        "detail": "; ".join(filter(None, [controller.detail, *(line for _, line in controller.aliases)])),
     }
 
 

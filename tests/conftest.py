@@ -58,7 +58,7 @@ def cli(tmp_path):
     def run(*args: str, state_dir: Optional[str] = None, environ=None) -> Result:
         out, err = io.StringIO(), io.StringIO()
         argv: List[str] = list(args)
-        if state_dir is None and args and args[0] in ("audit", "apply", "restore"):
+        if state_dir is None and args and args[0] in ("audit", "apply", "restore") and "--state-dir" not in args:
             argv += ["--state-dir", str(tmp_path / "state")]
         code = main(argv, Environment(stdout=out, stderr=err, environ=environ or {}))
         return Result(code, out.getvalue(), err.getvalue())

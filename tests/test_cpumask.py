@@ -89,6 +89,7 @@ def test_iter_count_mask_of():
     assert cpumask.count(mask) == 6
     assert cpumask.mask_of([0, 5, 64, 65, 66, 32767]) == mask
     assert cpumask.mask_of([]) == 0
+    assert cpumask.first(mask) == 0 and cpumask.first(1 << 32767) == 32767
 
 
 def test_many_ranges_parse_linearly():

@@ -163,7 +163,7 @@ def write_tree(spec: TreeSpec, root: str) -> str:
         mask = ((1 << per_node) - 1) << (node * per_node) & ((1 << spec.cpus) - 1)
         _write(root, f"sys/devices/system/node/node{node}/cpulist", cpumask.format_cpulist(mask) + "\n")
     if spec.cpuid:
-        first = min(cpumask.iter_cpus(spec.online))
+        first = cpumask.first(spec.online)
         text = cpuid_mod.format_text(
             cpuid_leaves(spec.hypervisor, spec.ext_dest_id), f"synthetic {spec.hypervisor} host"
         )
@@ -173,9 +173,7 @@ def write_tree(spec: TreeSpec, root: str) -> str:
         mask = cpumask.parse_cpulist(irq.affinity)
         _write(root, f"{base}/smp_affinity_list", irq.affinity + "\n", 0o444 if irq.managed else 0o644)
         _write(root, f"{base}/smp_affinity", cpumask.format_hexmask(mask, nr) + "\n", 0o444 if irq.managed else 0o600)
-        effective = (
-            irq.effective if irq.effective is not None else str(min(cpumask.iter_cpus(mask & spec.online or mask)))
-        )
+        effective = irq.effective if irq.effective is not None else str(cpumask.first(mask & spec.online or mask))
         _write(root, f"{base}/effective_affinity_list", effective + "\n", 0o444)
         _write(root, f"{base}/node", f"{irq.node}\n", 0o444)
         if spec.sys_kernel_irq:

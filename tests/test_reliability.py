@@ -1,0 +1,296 @@
+"""Crashes, concurrency, unusable state and hostile input: nothing is lost, nothing crashes."""
+
+import errno
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from irqagent import runner
+from irqagent.config import Config
+from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+from irqagent.journal import JournalStore
+from irqagent.kernel import KernelTree
+
+from conftest import REPO, read, write
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def masks(root):
+    """Every affinity the agent may write, as text."""
+    found = {"default": read(root, "proc/irq/default_smp_affinity")}
+    for name in os.listdir(os.path.join(root, "proc/irq")):
+        if name.isdigit():
+            found[int(name)] = read(root, f"proc/irq/{name}/smp_affinity_list")
+    return found
+
+
+def reset(root, saved):
+    """Put every mask of a tree back to ``saved`` (cheaper than copying the tree again)."""
+    for key, text in saved.items():
+        rel = "proc/irq/default_smp_affinity" if key == "default" else f"proc/irq/{key}/smp_affinity_list"
+        if read(root, rel) != text:
+            write(root, rel, text + "\n")
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A 300-vCPU guest on kernel 5.4 with 400 IRQs, every one of them to be written."""
+    root = str(tmp_path_factory.mktemp("crash") / "pristine")
+    write_tree(TreeSpec(cpus=300, kernel="5.4.0", irqs=guest_irqs(300, 400, "5.4.0"), cpuinfo_style="minimal"), root)
+    return root
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs (no except, no cleanup code of ours)."""
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2, 200, 399, 400])
+def test_crash_between_any_two_writes_then_restore_recovers_everything(pristine, tmp_path, crash_after):
+    root = str(tmp_path / "tree")
+    shutil.copytree(pristine, root)
+    before = masks(root)
+    writes = []
+
+    class Dying(KernelTree):
+        def write_affinity(self, irq, text, filename="smp_affinity_list"):
+            if len(writes) == crash_after:
+                raise Crash()
+            writes.append(irq)
+            super().write_affinity(irq, text, filename)
+
+        def write_default_affinity(self, text):
+            if len(writes) == crash_after:
+                raise Crash()
+            writes.append("default")
+            super().write_default_affinity(text)
+
+    store = JournalStore(str(tmp_path / "state"))
+    with pytest.raises(Crash):
+        runner.apply(Dying(root), Config(), store)
+    assert len(writes) == crash_after
+    report = runner.restore_all(KernelTree(root), Config(), store, force=False)
+    assert report.exit_status == 0
+    assert masks(root) == before
+    assert store.load().empty
+
+
+def test_sigkill_at_random_moments_then_restore_recovers_everything(pristine, tmp_path):
+    """A real `irqagent apply` process, killed with SIGKILL at seeded random moments."""
+    rng = random.Random(20261125)
+    before = masks(pristine)
+
+    def start(root, state):
+        return subprocess.Popen(
+            [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "-q"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    # How long an uninterrupted run takes here: kill moments are drawn over that span.
+    root = str(tmp_path / "timing")
+    shutil.copytree(pristine, root)
+    started = time.monotonic()
+    assert start(root, str(tmp_path / "timing-state")).wait(timeout=60) == 0
+    span = time.monotonic() - started
+    partial = 0
+    root = str(tmp_path / "tree")
+    shutil.copytree(pristine, root)
+    for iteration in range(15):
+        state = str(tmp_path / f"s{iteration}")
+        reset(root, before)
+        process = start(root, state)
+        time.sleep(rng.uniform(0.3, 1.0) * span)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        changed = sum(1 for key, value in masks(root).items() if value != before[key])
+        partial += 0 < changed < len(before)
+        report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
+        assert report.exit_status == 0, [
+            (r.irq, r.status, r.affinity, r.detail) for r in report.rows if r.status in ("ignored", "failed")
+        ]
+        assert masks(root) == before, f"iteration {iteration}: {changed} masks were changed before the kill"
+    print(f"{partial} of 15 kills landed in the middle of the writes")
+
+
+def test_two_applies_at_once_are_serialised_by_the_lock(pristine, tmp_path):
+    root = str(tmp_path / "tree")
+    shutil.copytree(pristine, root)
+    state = str(tmp_path / "state")
+    args = [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "-q"]
+    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = [p.communicate(timeout=60) + (p.returncode,) for p in (first, second)]
+    codes = sorted(code for _, _, code in results)
+    assert codes in ([0, 0], [0, 2])
+    for _, err, code in results:
+        if code == 2:
+            assert "another irqagent apply, restore or run is active" in err
+    assert JournalStore(state).load().entries  # intact and readable
+    assert runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False).exit_status == 0
+    assert masks(root) == masks(pristine)
+
+
+def test_apply_beside_a_running_daemon_is_refused(tree, tmp_path):
+    root = tree("kvm-300-8bit")
+    state = str(tmp_path / "state")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", state, "--no-uevents"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while read(root, "proc/irq/24/smp_affinity_list") != "0-254" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = subprocess.run(
+            [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith("irqagent: error: process ") and len(result.stderr.splitlines()) == 1
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=10) == 0
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs as state directory (root only)."""
+    if not IS_ROOT:
+        pytest.skip("mounting needs root")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_state_dir_refuses_apply_but_audit_and_dry_run_work(tree, cli, small_tmpfs):
+    root = tree("kvm-300-8bit")
+    try:
+        with open(os.path.join(small_tmpfs, "filler"), "wb") as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+    except OSError:
+        pass  # full
+    result = cli("apply", "--root", root, "--state-dir", small_tmpfs)
+    assert result.code == 2 and "No space left on device" in result.err and "refusing" in result.err
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"  # nothing written
+    assert cli("apply", "--dry-run", "--root", root, "--state-dir", small_tmpfs).code == 1
+    assert cli("audit", "--root", root, "--state-dir", small_tmpfs).code == 1
+
+
+def test_read_only_state_dir_refuses_apply(tree, cli, small_tmpfs):
+    root = tree("kvm-300-8bit")
+    subprocess.run(["mount", "-o", "remount,ro", small_tmpfs], check=True)
+    result = cli("apply", "--root", root, "--state-dir", small_tmpfs)
+    assert result.code == 2 and "Read-only file system" in result.err
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert cli("audit", "--root", root, "--state-dir", small_tmpfs).code == 1
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_read_only_proc_is_one_line_exit_2(tree, cli, tmp_path, monkeypatch, code):
+    def refuse(self, irq, text, filename="smp_affinity_list"):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(KernelTree, "write_affinity", refuse)
+    result = cli("apply", "--root", tree("kvm-300-8bit"))
+    assert result.code == 2 and len(result.err.splitlines()) == 1
+    assert errno.errorcode[code] in result.err
+    assert not os.path.exists(tmp_path / "state" / "journal.json")
+
+
+def test_corrupt_journal_never_makes_restore_write(tree, cli, tmp_path):
+    root = tree("kvm-300-8bit")
+    assert cli("apply", "--root", root).code == 0
+    journal = tmp_path / "state" / "journal.json"
+    journal.write_text(journal.read_text()[:200])  # torn
+    before = masks(root)
+    result = cli("restore", "--root", root)
+    assert result.code == 2 and "damaged" in result.err
+    assert masks(root) == before
+    assert cli("apply", "--root", root).code == 2  # apply will not overwrite the evidence either
+    audit = cli("audit", "--root", root)
+    assert audit.code == 0 and "warning: journal" in audit.err
+
+
+def hostile(root, what):
+    irq = os.path.join(root, "proc/irq")
+    if what == "symlink-loop-file":
+        os.remove(f"{irq}/24/smp_affinity_list")
+        os.symlink("smp_affinity_list", f"{irq}/24/smp_affinity_list")
+    elif what == "symlink-loop-dir":
+        shutil.rmtree(f"{irq}/25")
+        os.symlink("25", f"{irq}/25")
+    elif what == "negative-and-huge-irq-dirs":
+        os.makedirs(f"{irq}/-1")
+        os.makedirs(f"{irq}/99999999999999999999")
+    elif what == "binary-chip-name":
+        with open(os.path.join(root, "sys/kernel/irq/24/chip_name"), "wb") as handle:
+            handle.write(b"\xff\x00\xfe garbage")
+    elif what == "huge-cpu-number":
+        write(root, "proc/irq/24/smp_affinity_list", "0-99999999999999\n")
+    elif what == "junk-mask":
+        write(root, "proc/irq/24/smp_affinity_list", "0-3\x00junk\n")
+    elif what == "empty-mask-file":
+        write(root, "proc/irq/24/smp_affinity_list", "")
+    elif what == "directory-as-file":
+        os.remove(f"{irq}/24/effective_affinity_list")
+        os.makedirs(f"{irq}/24/effective_affinity_list")
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        "symlink-loop-file",
+        "symlink-loop-dir",
+        "negative-and-huge-irq-dirs",
+        "binary-chip-name",
+        "huge-cpu-number",
+        "junk-mask",
+        "empty-mask-file",
+        "directory-as-file",
+    ],
+)
+def test_hostile_trees_give_per_irq_failures_never_tracebacks(tree, cli, what):
+    root = tree("kvm-300-8bit")
+    hostile(root, what)
+    for args in (("audit",), ("apply",), ("restore",)):
+        result = cli(*args, "--root", root, "--format", "json")
+        assert result.code in (0, 1), (args, result.err)
+        assert "Traceback" not in result.err and "internal error" not in result.err
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\xff\xfe\x00",
+        b"processor : 0\n",
+        b"processor : x\napicid : 0\n",
+        b"processor : 0\napicid : 0\nprocessor : 1\n",
+    ],
+)
+def test_malformed_cpuinfo_is_exit_2(tree, cli, content):
+    root = tree("live-kvm-2cpu")
+    with open(os.path.join(root, "proc/cpuinfo"), "wb") as handle:
+        handle.write(content)
+    result = cli("audit", "--root", root)
+    assert result.code == 2 and result.err.startswith("irqagent: error: ") and len(result.err.splitlines()) == 1
