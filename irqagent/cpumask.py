@@ -12,6 +12,7 @@ length of the text or the width of the mask, so 32,768-CPU masks stay cheap.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterator, Optional
 
@@ -46,6 +47,7 @@ def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@functools.lru_cache(maxsize=1024)  # big guests: thousands of IRQs hold the same few masks
 def parse_cpulist(text: str, nr_cpus: Optional[int] = None) -> int:
     """Parse a kernel cpulist; ``""`` (or only white space) is the empty set.
 
@@ -92,6 +94,7 @@ def parse_cpulist(text: str, nr_cpus: Optional[int] = None) -> int:
     return int(bits, 2)
 
 
+@functools.lru_cache(maxsize=1024)
 def format_cpulist(mask: int) -> str:
     """Format a CPU set as the kernel does: ascending ranges, ``""`` when empty."""
     if mask < 0:

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, Mapping, Optional
 
 from irqagent import cpumask
@@ -70,13 +70,18 @@ def encode(journal: Journal) -> str:
         DEFAULT_AFFINITY_KEY: _entry_dict(journal.default_affinity) if journal.default_affinity else None,
     }
     document = {"schema": SCHEMA, "sha256": _checksum(body), **body}
-    return json.dumps(document, indent=1, sort_keys=True) + "\n"
+    return json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def _entry_dict(entry: JournalEntry) -> dict:
-    data = asdict(entry)
-    del data["irq"]
-    return data
+    return {
+        "original": entry.original,
+        "written": entry.written,
+        "chip": entry.chip,
+        "name": entry.name,
+        "file": entry.file,
+        "time": entry.time,
+    }
 
 
 def decode(text: str, where: str = FILENAME) -> Journal:

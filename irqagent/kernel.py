@@ -21,6 +21,7 @@ from irqagent.interrupts import InterruptsFormatError, parse_interrupts
 from irqagent.topology import build_topology
 
 MAX_FILE_BYTES = 1 << 30  # refuse to slurp absurd files (a hostile --root)
+READ_CHUNK = 1 << 18
 WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 CPUINFO = "proc/cpuinfo"
@@ -50,18 +51,19 @@ class KernelTree:
 
     def __init__(self, root: str = "/"):
         self.root = root
+        self._prefix = root if root.endswith("/") else root + "/"
         self.accessed: Set[str] = set()  # relative paths read successfully
         self.cpuid_leaves_read: Dict[int, Dict[Tuple[int, int], cpuid_mod.Regs]] = {}
 
     # -- paths and plain reads -------------------------------------------------
 
     def path(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return self._prefix + rel
 
-    def read_optional(self, rel: str) -> Optional[str]:
+    def read_optional(self, rel: str, attribute: bool = False) -> Optional[str]:
         """The file's text, or None when it is missing or cannot be read."""
         try:
-            return self._read(rel)
+            return self._read(rel, attribute)
         except OSError:
             return None
 
@@ -71,10 +73,10 @@ class KernelTree:
         except OSError as exc:
             raise InputError(f"cannot read {self.path(rel)}: {describe_oserror(exc)}") from None
 
-    def _read(self, rel: str) -> str:
+    def _read(self, rel: str, attribute: bool = False) -> str:
         fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            text = self._read_fd(fd)
+            text = self._read_fd(fd, attribute)
         finally:
             os.close(fd)
         self.record(rel, text)
@@ -85,17 +87,22 @@ class KernelTree:
         self.accessed.add(rel)
 
     @staticmethod
-    def _read_fd(fd: int) -> str:
+    def _read_fd(fd: int, attribute: bool = False) -> str:
+        """Read to the end.  ``attribute``: a one-record file (proc/irq/N/*, sysfs), where
+        the kernel hands over the whole text at once, so a short read is the end and one
+        read() is enough.  Multi-record files such as cpuinfo come in pieces: read until
+        read() returns nothing."""
+        chunk = os.read(fd, READ_CHUNK)
+        if attribute and len(chunk) < READ_CHUNK:
+            return _decode(chunk)
         chunks = []
         size = 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
+        while chunk:
             size += len(chunk)
             if size > MAX_FILE_BYTES:
                 raise OSError(errno.EFBIG, "file too large")
             chunks.append(chunk)
+            chunk = os.read(fd, READ_CHUNK)
         return _decode(b"".join(chunks))
 
     def listdir(self, rel: str) -> Optional[List[str]]:
@@ -119,7 +126,7 @@ class KernelTree:
         fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
         try:
             mode = os.fstat(fd).st_mode
-            text = self._read_fd(fd)
+            text = self._read_fd(fd, attribute=True)
         finally:
             os.close(fd)
         self.record(rel, text)
@@ -138,12 +145,12 @@ class KernelTree:
         a crash never leaves a half-written mask there either."""
         path = self.path(rel)
         data = (text + "\n").encode("ascii")
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size > 0:  # procfs files report size 0
+            self._replace_file(path, data, stat.S_IMODE(info.st_mode))
+            return
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            info = os.fstat(fd)
-            if stat.S_ISREG(info.st_mode) and info.st_size > 0:  # procfs files report size 0
-                self._replace_file(path, data, stat.S_IMODE(info.st_mode))
-                return
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
@@ -156,9 +163,9 @@ class KernelTree:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
             os.write(fd, data)
+            os.fchmod(fd, mode)
         finally:
             os.close(fd)
-        os.chmod(temp, mode)
         os.replace(temp, path)
 
     def _read_irq(self, irq: int, sys_irq: bool, want_node: bool, msi_device: Dict[int, str]) -> IrqFacts:
@@ -185,12 +192,12 @@ class KernelTree:
                 vanished = True
         chip = name = ""
         if sys_irq:
-            chip = (self.read_optional(f"{SYS_IRQ}/{irq}/chip_name") or "").strip()
-            name = (self.read_optional(f"{SYS_IRQ}/{irq}/actions") or "").strip()
-        effective = self.read_optional(f"{base}/effective_affinity_list")
+            chip = (self.read_optional(f"{SYS_IRQ}/{irq}/chip_name", attribute=True) or "").strip()
+            name = (self.read_optional(f"{SYS_IRQ}/{irq}/actions", attribute=True) or "").strip()
+        effective = self.read_optional(f"{base}/effective_affinity_list", attribute=True)
         node = None
         if want_node:
-            node_text = (self.read_optional(f"{base}/node") or "").strip()
+            node_text = (self.read_optional(f"{base}/node", attribute=True) or "").strip()
             node = int(node_text) if cpumask.is_decimal(node_text) else None
         return IrqFacts(
             irq=irq,

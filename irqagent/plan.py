@@ -113,14 +113,21 @@ def make_plan(
 ) -> Plan:
     exclusion = exclusion_for(facts, config)
     rules = {irq.irq: _rule_for(irq, config) for irq in facts.irqs} if config.rules else {}
-    spread_targets = _spread_targets(facts, config, controllers, rules, exclusion)
-    rows = []
-    for irq in facts.irqs:
-        rows.append(
-            _plan_irq(irq, controllers[irq.chip], rules.get(irq.irq), journal, exclusion, spread_targets, facts, config)
-        )
+    context = _Context(facts, journal, exclusion, _spread_targets(facts, config, controllers, rules, exclusion))
+    rows = [_plan_irq(irq, controllers[irq.chip], rules.get(irq.irq), context) for irq in facts.irqs]
     default = _plan_default_affinity(facts, config, controllers, exclusion)
     return Plan(tuple(rows), default, exclusion)
+
+
+@dataclass
+class _Context:
+    """What every IRQ's decision reads, built once per plan."""
+
+    facts: Facts
+    journal: Journal
+    exclusion: Exclusion
+    spread_targets: Mapping[int, int]
+    alias_memo: Dict[Tuple[str, int], List[str]] = field(default_factory=dict)
 
 
 def _rule_for(irq: IrqFacts, config: Config) -> Optional[Rule]:
@@ -150,38 +157,23 @@ def _allowed(controller: Controller, exclusion: Exclusion) -> Tuple[int, str]:
     return controller.reachable, "every reachable CPU is excluded: ignoring the exclusion for this IRQ"
 
 
-@functools.lru_cache(maxsize=4096)
 def _fmt(mask: int) -> str:
-    """Cached: on big guests thousands of IRQs hold the same few masks."""
     return cpumask.format_cpulist(mask)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse(text: str, filename: str, nr_cpu_ids: int) -> int:
-    return parse_mask(text, filename, nr_cpu_ids)
-
-
+@functools.lru_cache(maxsize=1024)
 def _are(mask: int) -> str:
     """``"CPU 3 is"`` / ``"CPUs 3-5 are"``."""
     return cpumask.cpus_phrase(mask) + (" is" if cpumask.count(mask) == 1 else " are")
 
 
-def _plan_irq(
-    irq: IrqFacts,
-    controller: Controller,
-    rule: Optional[Rule],
-    journal: Journal,
-    exclusion: Exclusion,
-    spread_targets: Mapping[int, int],
-    facts: Facts,
-    config: Config,
-) -> IrqRow:
+def _plan_irq(irq: IrqFacts, controller: Controller, rule: Optional[Rule], context: _Context) -> IrqRow:
     """One IrqRow, built once (this runs for every IRQ: 16,384 on the biggest guests)."""
     current: Optional[int] = None
     affinity = irq.affinity_text or ""
     if irq.affinity_text is not None:
         try:
-            current = _parse(irq.affinity_text, irq.affinity_file, facts.topology.nr_cpu_ids)
+            current = parse_mask(irq.affinity_text, irq.affinity_file, context.facts.topology.nr_cpu_ids)
             affinity = _fmt(current)
         except cpumask.CpumaskError as exc:
             decision = _Decision("failed", False, f"{irq.affinity_file} is invalid: {exc}")
@@ -190,7 +182,7 @@ def _plan_irq(
     elif irq.affinity_text is None:
         decision = _Decision("failed", False, irq.read_error or "affinity unreadable")
     elif current is not None:
-        decision = _decide(irq, current, controller, rule, journal, exclusion, spread_targets, facts)
+        decision = _decide(irq, current, controller, rule, context)
     return IrqRow(
         irq=irq.irq,
         chip=irq.chip,
@@ -220,17 +212,8 @@ class _Decision:
     fallback: Optional[int] = None
 
 
-def _decide(
-    irq: IrqFacts,
-    current: int,
-    controller: Controller,
-    rule: Optional[Rule],
-    journal: Journal,
-    exclusion: Exclusion,
-    spread_targets: Mapping[int, int],
-    facts: Facts,
-) -> _Decision:
-    topology = facts.topology
+def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[Rule], context: _Context) -> _Decision:
+    topology, exclusion = context.facts.topology, context.exclusion
     online_current = current & topology.online
     if not controller.settable:
         return _Decision("fixed-by-kernel", True, f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone")
@@ -239,7 +222,7 @@ def _decide(
     details = []
     if unreachable_now:
         details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
-        details.extend(line for cpus, line in controller.aliases if cpus & unreachable_now)
+        details.extend(_alias_details(controller, unreachable_now, context.alias_memo))
     if rule is not None and rule.ignore:
         return _Decision("ignored", compliant, "; ".join([f"excluded by {rule.describe()}"] + details))
     if not irq.writable:
@@ -263,11 +246,11 @@ def _decide(
         refused = rule.cpus & ~allowed
         if refused:
             details.append(f"of which {_fmt(refused)} are unreachable, offline or excluded")
-    elif irq.irq in spread_targets:
-        base = spread_targets[irq.irq]
+    elif irq.irq in context.spread_targets:
+        base = context.spread_targets[irq.irq]
     else:
         base = online_current
-        original = _journal_original(journal, irq, current)
+        original = _journal_original(context.journal, irq, current)
         if original is not None:
             base = original & topology.online
             if base & allowed != online_current:
@@ -284,6 +267,25 @@ def _decide(
         return _Decision("ok", compliant, "; ".join(details), target=current)
     fallback = allowed if allowed != desired else None
     return _Decision("would-change", compliant, "; ".join(details), target=desired, fallback=fallback)
+
+
+MAX_ALIAS_LINES_PER_IRQ = 2
+
+
+def _alias_details(controller: Controller, cpus: int, memo: Dict[Tuple[str, int], List[str]]) -> List[str]:
+    """The alias prediction for these CPUs, or a pointer to the controller's when it is long
+    (a 32,768-CPU guest has 128 alias groups: not to be repeated in every IRQ)."""
+    key = (controller.chip, cpus)  # thousands of IRQs share one controller and one mask
+    if key in memo:
+        return memo[key]
+    lines = [line for concerned, line in controller.aliases if concerned & cpus]
+    if len(lines) > MAX_ALIAS_LINES_PER_IRQ:
+        lines = [
+            f"interrupts aimed at them would be delivered elsewhere: see the {len(lines)} alias groups "
+            f"of controller {controller.chip}"
+        ]
+    memo[key] = lines
+    return lines
 
 
 def _journal_original(journal: Journal, irq: IrqFacts, current: int) -> Optional[int]:
