@@ -13,7 +13,10 @@ with full-format /proc/cpuinfo and IRQs scaled up to 16,384, then measures in on
 * audit   -- ``irqagent audit`` in-process (read + model + plan + report), best of 3;
 * apply   -- the first ``irqagent apply`` (journal + every write + read-back), then a
              second one (must write nothing);
-* RSS     -- peak RSS of ``python3 -m irqagent audit --root TREE -q`` in a child process.
+* RSS     -- peak RSS of ``python3 -m irqagent audit --root TREE -q`` in a child process;
+* check   -- the daemon's periodic check (re-read every affinity file, compare with the
+             state after the last pass), and its share of one CPU at the default 60 s
+             interval.
 
 Times are wall seconds with a warm page cache (each tree is read once before timing).
 """
@@ -98,6 +101,7 @@ def measure(base: str, cpus: int):
     start = time.perf_counter()
     second = runner.apply(KernelTree(work), Config(), JournalStore(state))
     apply_second = time.perf_counter() - start
+    check = best_of(3, lambda: KernelTree(work).affinity_texts())
     shutil.rmtree(work)
     shutil.rmtree(state)
     rss = child_peak_rss_mib(root)
@@ -113,6 +117,7 @@ def measure(base: str, cpus: int):
         "apply2": apply_second,
         "writes2": second.writes,
         "rss": rss,
+        "check": check,
     }
 
 
@@ -125,7 +130,7 @@ def main() -> int:
     os.makedirs(base, exist_ok=True)
     header = (
         f"{'CPUs':>6} {'IRQs':>6} {'files':>6} {'floor s':>8} {'audit s':>8} {'ratio':>6} "
-        f"{'apply1 s':>9} {'writes':>6} {'apply2 s':>9} {'writes':>6} {'RSS MiB':>8}"
+        f"{'apply1 s':>9} {'writes':>6} {'apply2 s':>9} {'writes':>6} {'RSS MiB':>8} {'check s':>8} {'check %':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -135,7 +140,7 @@ def main() -> int:
             print(
                 f"{r['cpus']:>6} {r['irqs']:>6} {r['files']:>6} {r['floor']:>8.3f} {r['audit']:>8.3f} "
                 f"{r['ratio']:>6.2f} {r['apply1']:>9.3f} {r['writes1']:>6} {r['apply2']:>9.3f} {r['writes2']:>6} "
-                f"{r['rss']:>8.1f}",
+                f"{r['rss']:>8.1f} {r['check']:>8.3f} {100 * r['check'] / 60:>7.2f}%",
                 flush=True,
             )
     finally:

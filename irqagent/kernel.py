@@ -132,6 +132,19 @@ class KernelTree:
         self.record(rel, text)
         return text, bool(mode & WRITE_BITS)
 
+    def affinity_texts(self) -> Dict[str, str]:
+        """Every IRQ's affinity text and the default mask, read cheaply (no chip names, no
+        cpuinfo): the daemon's periodic check compares it with the state after its last
+        pass.  A file that cannot be read is left out (the comparison then differs)."""
+        texts: Dict[str, str] = {}
+        for irq in self.irq_numbers():
+            try:
+                texts[str(irq)] = self.read_affinity(irq)[0]
+            except OSError:
+                continue
+        texts["default"] = self.read_optional(DEFAULT_AFFINITY, attribute=True) or ""
+        return texts
+
     def write_affinity(self, irq: int, text: str, filename: str = "smp_affinity_list") -> None:
         """Write ``text`` to the IRQ's affinity file, all or nothing; raises OSError."""
         self._write_whole(f"{PROC_IRQ}/{irq}/{filename}", text)

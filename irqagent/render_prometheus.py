@@ -56,7 +56,8 @@ class _Writer:
             self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
 
 
-def render_prometheus(report: Report, counters: Optional[Counters] = None) -> str:
+def render_prometheus(report: Report, counters: Optional[Counters] = None, checked: Optional[float] = None) -> str:
+    """``checked``: Unix time of the daemon's last periodic check (defaults to the run's end)."""
     if counters is None:
         counters = Counters()
         counters.add(report)
@@ -117,4 +118,10 @@ def render_prometheus(report: Report, counters: Optional[Counters] = None) -> st
         "irqagent_last_run_timestamp_seconds", "gauge", "Unix time the last run finished.", [((), report.timestamp)]
     )
     out.family("irqagent_last_run_duration_seconds", "gauge", "Wall time of the last run.", [((), report.duration)])
+    out.family(
+        "irqagent_last_check_timestamp_seconds",
+        "gauge",
+        "Unix time the IRQ masks were last checked (a run, or the daemon's periodic check).",
+        [((), checked if checked is not None else report.timestamp)],
+    )
     return "\n".join(out.lines) + "\n"

@@ -266,3 +266,18 @@ def test_log_format(capsys):
     Log(sys.stderr, journald=True)(4, "two\nlines")
     Log(sys.stderr, journald=False)(3, "bad")
     assert capsys.readouterr().err == "<4>two lines\nirqagent: error: bad\n"
+
+
+def test_periodic_check_catches_a_foreign_write_and_is_quiet_otherwise(tree, agent, tmp_path):
+    root = tree("kvm-300-8bit")
+    metrics = tmp_path / "m.prom"
+    a = agent(root, "--interval", "0.3", "--metrics-file", str(metrics))
+    a.notify.wait_for("READY=1")
+    time.sleep(1.0)  # a few periodic checks with nothing to do
+    assert a.log().count("pass ") == 1
+    checked = [line for line in metrics.read_text().splitlines() if line.startswith("irqagent_last_check")]
+    assert checked and float(checked[0].split()[1]) > time.time() - 5
+    write(root, "proc/irq/26/smp_affinity_list", "0-299\n")  # someone else; no uevent
+    wait_until(lambda: read(root, "proc/irq/26/smp_affinity_list") == "0-254", 3)
+    assert "(rescan," in a.log()
+    assert a.stop() == 0
