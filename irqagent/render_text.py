@@ -113,11 +113,11 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
                 f"  {row.irq:>5} {elide(row.chip or '-', 21):<21} {elide(row.name or '-', 15):<15} "
                 f"{change:<19} {status}"
             )
-            if row.detail and (verbose or row.status != "ok"):
-                # The first clause says why; -v (or JSON) has the whole story.
-                detail = row.detail if verbose else row.detail.split("; ")[0]
-                for chunk in textwrap.wrap(detail, WIDTH - 8):
+            if verbose and row.detail:
+                for chunk in textwrap.wrap(row.detail, WIDTH - 8):
                     lines.append(f"        {chunk}")
+        if not verbose and any(row.detail for row in shown):
+            lines.append("  (-v explains each IRQ; --format json has every detail)")
     lines.append("")
     lines.append(summary_line(report))
     return "\n".join(lines) + "\n"

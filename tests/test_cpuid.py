@@ -105,3 +105,14 @@ def test_text_parser_fails_cleanly(data):
         cpuid.parse_text(data.decode("utf-8", "replace"))
     except cpuid.CpuidFormatError:
         pass
+
+
+@given(st.binary(max_size=40))
+def test_device_bytes_decode_cleanly(data):
+    try:
+        regs = cpuid.decode_bytes(data)
+    except cpuid.CpuidFormatError:
+        assert len(data) != 16
+    else:
+        assert len(data) == 16 and all(0 <= r < 1 << 32 for r in regs)
+        cpuid.decode({(0x40000000, 0): regs, (0x40000001, 0): regs})  # any answer decodes

@@ -281,3 +281,26 @@ def test_periodic_check_catches_a_foreign_write_and_is_quiet_otherwise(tree, age
     wait_until(lambda: read(root, "proc/irq/26/smp_affinity_list") == "0-254", 3)
     wait_until(lambda: "(rescan," in a.log(), 3)  # the pass logs once its writes are done
     assert a.stop() == 0
+
+
+def test_cpu_hotplug_gives_irqs_their_original_cpus_back(tmp_path, agent):
+    """CPUs 250-254 are offline when the agent restricts 0-299; when they come back online,
+    the IRQs get original ∩ reachable ∩ online again: masks are not shrunk forever."""
+    from irqagent import cpumask
+    from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+
+    def spec(offline):
+        return TreeSpec(cpus=300, offline=offline, kernel="5.4.0", irqs=guest_irqs(300, 8, "5.4.0"),
+                        cpuinfo_style="minimal")
+
+    root, later = str(tmp_path / "tree"), str(tmp_path / "later")
+    write_tree(spec(cpumask.parse_cpulist("250-254")), root)
+    write_tree(spec(0), later)
+    a = agent(root)
+    a.notify.wait_for("READY=1")
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-249"
+    for rel in ("proc/cpuinfo", "sys/devices/system/cpu/online"):  # the CPUs come online
+        write(root, rel, read(later, rel) + "\n")
+    a.signal(signal.SIGUSR1)  # the "online" uevents, in short
+    wait_until(lambda: read(root, "proc/irq/24/smp_affinity_list") == "0-254", 5)
+    assert a.stop() == 0
