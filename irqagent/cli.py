@@ -25,6 +25,12 @@ from irqagent.render_text import render_text
 from irqagent.report import Report
 
 FORMATS = ("text", "json", "prometheus", "irqbalance-banned")
+FORMAT_HELP = {
+    "text": "text (default)",
+    "json": "json (schema irqagent.report/1)",
+    "prometheus": "prometheus",
+    "irqbalance-banned": "irqbalance-banned (an IRQBALANCE_BANNED_CPULIST= line)",
+}
 
 EXIT_TEXT = """\
 exit status:
@@ -112,13 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"configuration file (default {DEFAULT_PATH}; missing default = built-in defaults)",
         )
 
-    def report_options(p: argparse.ArgumentParser) -> None:
+    def report_options(p: argparse.ArgumentParser, formats=FORMATS) -> None:
         p.add_argument(
             "--format",
-            choices=FORMATS,
+            choices=formats,
             default="text",
-            help="report format: text (default), json (schema irqagent.report/1), prometheus, "
-            "irqbalance-banned (an IRQBALANCE_BANNED_CPULIST= line)",
+            help="report format: " + ", ".join(FORMAT_HELP[f] for f in formats),
         )
         p.add_argument("--output", metavar="FILE", help="write the report to FILE atomically instead of stdout")
         p.add_argument("-v", "--verbose", action="store_true", help="text: list every IRQ and the platform notes")
@@ -166,13 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         "its original mask. IRQs changed by someone else since (or now owned by another\n"
         "device) are reported and kept in the journal unless --force.",
     )
-    root(p), state_dir(p)
-    p.add_argument("--config", metavar="FILE", help="configuration file (for controller overrides in the report)")
+    root(p), config(p), report_options(p, ("text", "json")), state_dir(p)
     p.add_argument("--force", action="store_true", help="restore every journaled IRQ, whatever it holds now")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="report format (default text)")
-    p.add_argument("--output", metavar="FILE", help="write the report to FILE atomically")
-    p.add_argument("-v", "--verbose", action="store_true", help="list every IRQ")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
 
     p = command(
         "run",

@@ -119,14 +119,15 @@ class _Table:
             raise ConfigError(f"{self.key(name)}: expected {_kind_names(kinds)}, got {type(value).__name__}")
         return value
 
-    def cpulist(self, name: str) -> Optional[int]:
+    def cpulist(self, name: str, noun: str = "cpulist") -> Optional[int]:
+        """A cpulist-syntax value (CPUs, APIC IDs or IRQ numbers: ``noun`` names it in errors)."""
         text = self.get(name, str)
         if text is None:
             return None
         try:
             return cpumask.parse_cpulist(text)
         except cpumask.CpumaskError as exc:
-            raise ConfigError(f"{self.key(name)}: {exc}") from None
+            raise ConfigError(f"{self.key(name)}: {exc}".replace("cpulist", noun)) from None
 
     def choice(self, name: str, choices: Tuple[str, ...], default: Optional[str]) -> Optional[str]:
         value = self.get(name, str, default)
@@ -181,15 +182,8 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
         destination = table.choice("destination", DESTINATIONS, None)
         if destination is None:
             raise ConfigError(f"controller[{number}].destination: required (one of {', '.join(DESTINATIONS)})")
-        apic_text = table.get("reachable_apic_ids", str)
-        apic_ids = None
-        if apic_text is not None:
-            try:
-                apic_ids = cpumask.parse_cpulist(apic_text)
-            except cpumask.CpumaskError as exc:
-                raise ConfigError(
-                    f"controller[{number}].reachable_apic_ids: {exc}".replace("cpulist", "APIC ID list")
-                ) from None
+        apic_ids = table.cpulist("reachable_apic_ids", noun="APIC ID list")
+        if apic_ids is not None:
             if destination == "none":
                 raise ConfigError(f'controller[{number}].reachable_apic_ids: makes no sense with destination "none"')
         controllers.append(ControllerOverride(chip, destination, apic_ids))
@@ -225,13 +219,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
 def _rule(index: int, raw: Any) -> Rule:
     where = f"rule[{index + 1}]"
     table = _Table(raw, where, RULE_MATCH_KEYS + RULE_ACTION_KEYS)
-    irq_text = table.get("irq", str)
-    irq_mask = None
-    if irq_text is not None:
-        try:
-            irq_mask = cpumask.parse_cpulist(irq_text)
-        except cpumask.CpumaskError as exc:
-            raise ConfigError(f"{where}.irq: {exc}".replace("cpulist", "list of IRQ numbers")) from None
+    irq_mask = table.cpulist("irq", noun="list of IRQ numbers")
     matchers = {key: table.glob(key) for key in ("name", "chip", "device", "driver")}
     if irq_mask is None and not any(matchers.values()):
         raise ConfigError(f"{where}: no match key (give at least one of {', '.join(RULE_MATCH_KEYS)})")

@@ -9,6 +9,9 @@ from irqagent import __version__
 
 from conftest import FIXTURES, read, run_process, write
 
+# SPEC.md: the keys of every element of "irqs".
+SPEC_IRQ_KEYS = set("irq chip name device destination affinity effective target status compliant errno detail".split())
+
 EXPECTED = {
     # fixture: (exit status, hypervisor vendor, ext_dest_id, source, {chip: (destination, reachable, unreachable)})
     "kvm-300-8bit": (
@@ -59,20 +62,7 @@ def test_audit_json_of_every_fixture(tree, cli, name):
     irqs = [irq["irq"] for irq in doc["irqs"]]
     assert irqs == sorted(irqs) and len(irqs) == len([d for d in os.listdir(f"{root}/proc/irq") if d.isdigit()])
     for irq in doc["irqs"]:
-        assert set(irq) == {
-            "irq",
-            "chip",
-            "name",
-            "device",
-            "destination",
-            "affinity",
-            "effective",
-            "target",
-            "status",
-            "compliant",
-            "errno",
-            "detail",
-        }
+        assert set(irq) == SPEC_IRQ_KEYS
     summary = doc["summary"]
     assert summary["irqs"] == len(irqs) and summary["compliant"] + summary["noncompliant"] == len(irqs)
     assert summary["writes"] == 0 and sum(summary["by_status"].values()) == len(irqs)

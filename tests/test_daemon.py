@@ -42,25 +42,17 @@ class NotifySocket:
         self.sock.close()
 
 
+def run_args(root, state, *extra):
+    return [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", str(state), *extra]
+
+
 class Agent:
     def __init__(self, root, tmp_path, *extra, env=None, uevents=False):
         self.notify = NotifySocket(str(tmp_path / "notify.sock"))
         self.stderr = open(tmp_path / "agent.log", "w+")
         self.log_path = tmp_path / "agent.log"
         environ = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), **(env or {}))
-        args = [
-            sys.executable,
-            "-m",
-            "irqagent",
-            "run",
-            "--root",
-            root,
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--interval",
-            "30",
-            *extra,
-        ]
+        args = run_args(root, tmp_path / "state", "--interval", "30", *extra)
         if not uevents:
             args.append("--no-uevents")
         self.proc = subprocess.Popen(args, cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -148,17 +140,7 @@ def test_second_instance_on_the_same_state_dir_refuses(tree, agent, tmp_path):
     a = agent(root)
     a.notify.wait_for("READY=1")
     second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "irqagent",
-            "run",
-            "--root",
-            root,
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--no-uevents",
-        ],
+        run_args(root, tmp_path / "state", "--no-uevents"),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -290,8 +272,9 @@ def test_cpu_hotplug_gives_irqs_their_original_cpus_back(tmp_path, agent):
     from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 
     def spec(offline):
-        return TreeSpec(cpus=300, offline=offline, kernel="5.4.0", irqs=guest_irqs(300, 8, "5.4.0"),
-                        cpuinfo_style="minimal")
+        return TreeSpec(
+            cpus=300, offline=offline, kernel="5.4.0", irqs=guest_irqs(300, 8, "5.4.0"), cpuinfo_style="minimal"
+        )
 
     root, later = str(tmp_path / "tree"), str(tmp_path / "later")
     write_tree(spec(cpumask.parse_cpulist("250-254")), root)
