@@ -9,6 +9,7 @@ Applies to the live machine when --root is / (it is a normal `irqagent run`).
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
