@@ -202,7 +202,8 @@ class StateLock:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise StateError(f"cannot open lock {self.path}: {exc.strerror}") from None
+            hint = " (run as root, or choose another --state-dir)" if exc.errno in (errno.EACCES, errno.EPERM) else ""
+            raise StateError(f"cannot open lock {self.path}: {exc.strerror}{hint}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
