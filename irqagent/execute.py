@@ -87,7 +87,6 @@ class Execution:
     rows: List[IrqRow]
     default_affinity: Optional[DefaultAffinityRow]
     writes: int
-    journal: Journal
 
 
 def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journal, topology: Topology) -> Execution:
@@ -98,7 +97,7 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
         plan.default_affinity if plan.default_affinity and plan.default_affinity.status == "would-change" else None
     )
     if not pending and default is None:
-        return Execution(list(plan.rows), plan.default_affinity, 0, journal)
+        return Execution(list(plan.rows), plan.default_affinity, 0)
 
     # 1. Journal every original before the first write.
     before = dict(journal.entries)
@@ -135,10 +134,9 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
         store.save(Journal(final, default_before))
         raise
     # 3. Record what each IRQ really holds now.
-    journal = Journal(final, default_intended)
-    store.save(journal)
+    store.save(Journal(final, default_intended))
     rows = [results.get(row.irq, row) for row in plan.rows]
-    return Execution(rows, default_row, writes, journal)
+    return Execution(rows, default_row, writes)
 
 
 def _entry_for(row: IrqRow, existing: Optional[JournalEntry], nr_cpu_ids: int) -> JournalEntry:

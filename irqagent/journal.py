@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Mapping, Optional
 
 from irqagent import cpumask
 from irqagent.errors import StateError
@@ -238,9 +238,3 @@ def _read_pid(fd: int) -> str:
         return os.pread(fd, 32, 0).decode(errors="replace").strip()
     except OSError:
         return ""
-
-
-def merge(journal: Journal, updates: Dict[int, JournalEntry]) -> Journal:
-    entries = dict(journal.entries)
-    entries.update(updates)
-    return Journal(entries, journal.default_affinity)

@@ -26,7 +26,6 @@ class Restoration:
     default_affinity: Optional[DefaultAffinityRow]
     writes: int
     not_restored: int  # journaled items left as they are (exit status 1)
-    journal: Journal
 
 
 def restore(
@@ -60,7 +59,7 @@ def restore(
     finally:
         store.save(Journal(remaining, default_entry))
     final_rows = [results.get(row.irq, row) for row in rows]
-    return Restoration(final_rows, default_row, writes, not_restored, Journal(remaining, default_entry))
+    return Restoration(final_rows, default_row, writes, not_restored)
 
 
 def _restore_one(
