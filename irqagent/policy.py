@@ -6,9 +6,10 @@ Pure functions.  ``restrict`` keeps each IRQ's own mask minus what is not allowe
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from irqagent import cpumask
 
@@ -68,6 +69,36 @@ class SpreadItem:
     allowed: int  # CPUs this IRQ may take
 
 
+def _least_loaded(heap: List[Tuple[int, int]], load: Mapping[int, int], used: Set[int]) -> int:
+    """Pop the CPU with the fewest IRQs (then: not used by this device, then lowest number).
+
+    Heap entries may be stale (another candidate set raised a CPU's load since): such
+    an entry is pushed back with the CPU's current load.  Loads only grow, so the first
+    fresh entry has the least load.
+    """
+    level: Optional[int] = None
+    passed: List[int] = []  # fresh entries at the least load, used by this device
+    chosen: Optional[int] = None
+    while heap:
+        stored, cpu = heap[0]
+        if level is not None and stored > level:
+            break
+        heapq.heappop(heap)
+        if stored != load.get(cpu, 0):
+            heapq.heappush(heap, (load.get(cpu, 0), cpu))
+            continue
+        level = stored
+        if cpu not in used:
+            chosen = cpu
+            break
+        passed.append(cpu)
+    if chosen is None:
+        chosen = passed.pop(0)
+    for cpu in passed:
+        heapq.heappush(heap, (level, cpu))
+    return chosen
+
+
 def spread(items: Sequence[SpreadItem], numa_nodes: Mapping[int, int]) -> Dict[int, int]:
     """One CPU per IRQ: distinct within a device, NUMA-local first, balanced, deterministic.
 
@@ -78,7 +109,8 @@ def spread(items: Sequence[SpreadItem], numa_nodes: Mapping[int, int]) -> Dict[i
     The result depends only on the input, so a second run plans the same.
     """
     load: Dict[int, int] = {}
-    used_by_group: Dict[str, int] = {}
+    heaps: Dict[int, List[Tuple[int, int]]] = {}  # candidate mask -> heap of (load when pushed, cpu)
+    used_by_group: Dict[str, Set[int]] = {}
     result: Dict[int, int] = {}
     for item in sorted(items, key=lambda i: (i.group, i.irq)):
         if not item.allowed:
@@ -87,9 +119,14 @@ def spread(items: Sequence[SpreadItem], numa_nodes: Mapping[int, int]) -> Dict[i
         local = numa_nodes.get(item.node, 0) if item.node is not None else 0
         if candidates & local:
             candidates &= local
-        used = used_by_group.get(item.group, 0)
-        best = min(cpumask.iter_cpus(candidates), key=lambda cpu: (load.get(cpu, 0), (used >> cpu) & 1, cpu))
+        heap = heaps.get(candidates)
+        if heap is None:
+            heap = heaps[candidates] = [(load.get(cpu, 0), cpu) for cpu in cpumask.iter_cpus(candidates)]
+            heapq.heapify(heap)
+        used = used_by_group.setdefault(item.group, set())
+        best = _least_loaded(heap, load, used)
         load[best] = load.get(best, 0) + 1
-        used_by_group[item.group] = used_by_group.get(item.group, 0) | (1 << best)
+        heapq.heappush(heap, (load[best], best))
+        used.add(best)
         result[item.irq] = 1 << best
     return result

@@ -57,3 +57,51 @@ def test_spread_invariants(items):
 
 def test_spread_skips_items_with_no_allowed_cpu():
     assert spread([SpreadItem(1, "d", None, 0)], {}) == {}
+
+
+def naive_spread(items, numa_nodes):
+    """The definition, O(IRQs x CPUs): least load, then not used by the device, then lowest CPU."""
+    load, used, result = {}, {}, {}
+    for item in sorted(items, key=lambda i: (i.group, i.irq)):
+        if not item.allowed:
+            continue
+        candidates = item.allowed
+        local = numa_nodes.get(item.node, 0) if item.node is not None else 0
+        if candidates & local:
+            candidates &= local
+        mine = used.setdefault(item.group, set())
+        best = min(cpumask.iter_cpus(candidates), key=lambda cpu: (load.get(cpu, 0), cpu in mine, cpu))
+        load[best] = load.get(best, 0) + 1
+        mine.add(best)
+        result[item.irq] = 1 << best
+    return result
+
+
+mixed_items = st.lists(
+    st.builds(
+        SpreadItem,
+        st.integers(0, 200),
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from([None, 0, 1]),
+        st.integers(0, (1 << 24) - 1),
+    ),
+    max_size=60,
+    unique_by=lambda item: item.irq,
+)
+
+
+@settings(max_examples=150)
+@given(mixed_items)
+def test_heap_spread_equals_the_definition(items):
+    nodes = {0: 0x000FFF, 1: 0xFFF000}
+    assert spread(items, nodes) == naive_spread(items, nodes)
+
+
+def test_spread_at_32768_cpus_is_fast():
+    import time
+
+    items = [SpreadItem(irq, f"dev{irq // 64}", None, (1 << 32768) - 1) for irq in range(16384)]
+    started = time.monotonic()
+    result = spread(items, {})
+    assert time.monotonic() - started < 10
+    assert len(set(result.values())) == 16384  # enough CPUs: every IRQ its own
