@@ -101,6 +101,8 @@ def format_cpulist(mask: int) -> str:
         raise CpumaskError("a CPU mask cannot be negative")
     if mask == 0:
         return ""
+    if mask & (mask - 1) == 0:  # one CPU (spread targets): no need to scan the width
+        return str(mask.bit_length() - 1)
     bits = bin(mask)[:1:-1]  # least significant bit first
     parts = []
     for run in _RUNS.finditer(bits):
