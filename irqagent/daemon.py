@@ -37,7 +37,7 @@ from irqagent.render_prometheus import Counters, render_prometheus
 from irqagent.render_text import summary_line
 from irqagent.report import Report
 
-RELEVANT_SUBSYSTEMS = frozenset({"cpu", "pci", "net", "msi", "virtio", "vmbus", "xen", "xen-backend", "nvme"})
+RELEVANT_SUBSYSTEMS = frozenset({"cpu", "pci", "net", "queues", "msi", "virtio", "vmbus", "xen", "xen-backend", "nvme"})
 RELEVANT_ACTIONS = frozenset({"add", "remove", "change", "online", "offline", "bind", "unbind", "move"})
 
 # syslog priorities (sd-daemon(3) prefixes)
