@@ -308,8 +308,8 @@ def main(argv: Optional[List[str]] = None, env: Optional[Environment] = None) ->
         env.stderr.write(f"irqagent: error: {exc}\n")
         return int(exc.status)
     except KeyboardInterrupt:
-        env.stderr.write("irqagent: interrupted\n")
-        return int(ExitStatus.INTERRUPTED)
+        env.stderr.write("irqagent: interrupted (the journal names every IRQ changed so far: irqagent restore)\n")
+        return int(ExitStatus.ERROR)
     except BrokenPipeError:
         try:
             sys.stdout = open(os.devnull, "w")  # silence the flush at exit

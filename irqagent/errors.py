@@ -10,8 +10,7 @@ class ExitStatus(enum.IntEnum):
 
     OK = 0  # every IRQ complies after the run
     NONCOMPLIANT = 1  # at least one IRQ does not comply (or could not be fixed/restored)
-    ERROR = 2  # could not run: usage, config, required input, permission, lock
-    INTERRUPTED = 130  # SIGINT during a one-shot command
+    ERROR = 2  # could not run: usage, config, required input, permission, lock, interrupted
 
 
 class IrqagentError(Exception):
