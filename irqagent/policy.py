@@ -69,6 +69,12 @@ class SpreadItem:
     allowed: int  # CPUs this IRQ may take
 
 
+def candidates_for(item: SpreadItem, numa_nodes: Mapping[int, int]) -> int:
+    """The allowed CPUs on the IRQ's NUMA node, or all allowed CPUs when none is local."""
+    local = numa_nodes.get(item.node, 0) if item.node is not None else 0
+    return item.allowed & local or item.allowed
+
+
 def _least_loaded(heap: List[Tuple[int, int]], load: Mapping[int, int], used: Set[int]) -> int:
     """Pop the CPU with the fewest IRQs (then: not used by this device, then lowest number).
 
@@ -115,10 +121,7 @@ def spread(items: Sequence[SpreadItem], numa_nodes: Mapping[int, int]) -> Dict[i
     for item in sorted(items, key=lambda i: (i.group, i.irq)):
         if not item.allowed:
             continue
-        candidates = item.allowed
-        local = numa_nodes.get(item.node, 0) if item.node is not None else 0
-        if candidates & local:
-            candidates &= local
+        candidates = candidates_for(item, numa_nodes)
         heap = heaps.get(candidates)
         if heap is None:
             heap = heaps[candidates] = [(load.get(cpu, 0), cpu) for cpu in cpumask.iter_cpus(candidates)]

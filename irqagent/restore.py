@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 from irqagent import cpumask
-from irqagent.execute import FATAL_ERRNOS, FatalWriteError, errno_name, write_and_verify
+from irqagent.execute import FATAL_ERRNOS, Execution, FatalWriteError, errno_name, write_and_verify
 from irqagent.facts import Facts, IrqFacts
 from irqagent.journal import Journal, JournalEntry, JournalStore
 from irqagent.kernel import DEFAULT_AFFINITY, KernelTree, describe_oserror
@@ -21,11 +21,8 @@ from irqagent.plan import DefaultAffinityRow, IrqRow, parse_mask
 
 
 @dataclass
-class Restoration:
-    rows: List[IrqRow]
-    default_affinity: Optional[DefaultAffinityRow]
-    writes: int
-    not_restored: int  # journaled items left as they are (exit status 1)
+class Restoration(Execution):
+    not_restored: int = 0  # journaled items left as they are (exit status 1)
 
 
 def restore(

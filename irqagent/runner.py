@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional, TextIO
 from irqagent.config import Config, rules_need_driver
 from irqagent.controllers import Controller, build_controllers, chip_counts
 from irqagent.errors import StateError
-from irqagent.execute import apply_plan
+from irqagent.execute import Execution, apply_plan
 from irqagent.facts import Facts
 from irqagent.journal import EMPTY, Journal, JournalStore
 from irqagent.kernel import KernelTree
@@ -42,15 +42,17 @@ def build_model(facts: Facts, config: Config, journal: Journal) -> Model:
     return Model(facts, platform, controllers, plan)
 
 
-def _report(command: str, model: Model, started: float, **kwargs) -> Report:
+def _report(command: str, model: Model, started: float, outcome: Optional[Execution] = None, **kwargs) -> Report:
+    """The Report of a run: the plan as it stands, or what the executor made of it."""
     return Report(
         command=command,
         root=model.facts.root,
         platform=model.platform,
         topology=model.facts.topology,
         controllers=tuple(model.controllers.values()),
-        rows=kwargs.pop("rows", model.plan.rows),
-        default_affinity=kwargs.pop("default_affinity", model.plan.default_affinity),
+        rows=tuple(outcome.rows) if outcome else model.plan.rows,
+        default_affinity=outcome.default_affinity if outcome else model.plan.default_affinity,
+        writes=outcome.writes if outcome else 0,
         exclusion=model.plan.exclusion,
         timestamp=time.time(),
         duration=time.monotonic() - started,
@@ -100,14 +102,7 @@ def apply(
     if refused is not None:
         plan = replace(plan, rows=tuple(_not_again(row, refused) for row in plan.rows))
     execution = apply_plan(plan, tree, store, journal, model.facts.topology)
-    return _report(
-        "apply",
-        model,
-        started,
-        rows=tuple(execution.rows),
-        default_affinity=execution.default_affinity,
-        writes=execution.writes,
-    )
+    return _report("apply", model, started, execution)
 
 
 def _not_again(row: IrqRow, refused: Callable[[IrqRow], Optional[IrqRow]]) -> IrqRow:
@@ -129,12 +124,4 @@ def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bo
     journal = store.load()
     model = build_model(read_facts(tree, config), config, EMPTY)
     result = restore(model.facts, list(model.plan.rows), tree, store, journal, force)
-    return _report(
-        "restore",
-        model,
-        started,
-        rows=tuple(result.rows),
-        default_affinity=result.default_affinity,
-        writes=result.writes,
-        not_restored=result.not_restored,
-    )
+    return _report("restore", model, started, result, not_restored=result.not_restored)

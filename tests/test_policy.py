@@ -1,7 +1,7 @@
 from hypothesis import given, settings, strategies as st
 
 from irqagent import cpumask
-from irqagent.policy import SpreadItem, cmdline_exclusion, spread
+from irqagent.policy import SpreadItem, candidates_for, cmdline_exclusion, spread
 
 
 def fmt(mask):
@@ -65,10 +65,7 @@ def naive_spread(items, numa_nodes):
     for item in sorted(items, key=lambda i: (i.group, i.irq)):
         if not item.allowed:
             continue
-        candidates = item.allowed
-        local = numa_nodes.get(item.node, 0) if item.node is not None else 0
-        if candidates & local:
-            candidates &= local
+        candidates = candidates_for(item, numa_nodes)
         mine = used.setdefault(item.group, set())
         best = min(cpumask.iter_cpus(candidates), key=lambda cpu: (load.get(cpu, 0), cpu in mine, cpu))
         load[best] = load.get(best, 0) + 1
