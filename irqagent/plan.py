@@ -223,6 +223,11 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
     if unreachable_now:
         details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
         details.extend(_alias_details(controller, unreachable_now, context.alias_memo))
+    stale = _effective(irq, topology.nr_cpu_ids) & controller.unreachable
+    if stale:
+        # Non-remapped x86 moves an IRQ when its next interrupt arrives: a quiet one keeps
+        # its old target for a while after a write.
+        details.append(f"the kernel still delivers it to {cpumask.cpus_phrase(stale)} until its next interrupt")
     if rule is not None and rule.ignore:
         return _Decision("ignored", compliant, "; ".join([f"excluded by {rule.describe()}"] + details))
     if not irq.writable:
@@ -286,6 +291,16 @@ def _alias_details(controller: Controller, cpus: int, memo: Dict[Tuple[str, int]
         ]
     memo[key] = lines
     return lines
+
+
+def _effective(irq: IrqFacts, nr_cpu_ids: int) -> int:
+    """The effective affinity as a mask (0 when absent or unparsable: it is only informative)."""
+    if not irq.effective_text:
+        return 0
+    try:
+        return cpumask.parse_cpulist(irq.effective_text, nr_cpu_ids)
+    except cpumask.CpumaskError:
+        return 0
 
 
 def _journal_original(journal: Journal, irq: IrqFacts, current: int) -> Optional[int]:

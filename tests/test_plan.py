@@ -180,3 +180,12 @@ def test_plan_invariants(irq_masks, online, excluded):
     ]
     again = plan_for(make_facts(cpus=300, kernel="5.4.0", online=online, irqs=applied), config)
     assert not again.writes
+
+
+def test_effective_affinity_on_an_unreachable_cpu_is_mentioned():
+    irq = IrqFacts(irq=24, chip="PCI-MSI", name="q", affinity_text="0-254", effective_text="280")
+    row = rows(plan_for(make_facts(cpus=300, kernel="5.4.0", irqs=[irq])))[24]
+    assert (row.status, row.compliant) == ("ok", True)
+    assert "still delivers it to CPU 280 until its next interrupt" in row.detail
+    garbage = IrqFacts(irq=24, chip="PCI-MSI", name="q", affinity_text="0-254", effective_text="zz")
+    assert rows(plan_for(make_facts(cpus=300, kernel="5.4.0", irqs=[garbage])))[24].detail == ""
