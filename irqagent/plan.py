@@ -219,7 +219,7 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
         return _Decision("fixed-by-kernel", True, f"{irq.chip or 'this chip'} delivers per CPU or is fixed; left alone")
     unreachable_now = online_current & controller.unreachable
     compliant = not unreachable_now
-    details = []
+    details = [controller.detail] if controller.source == "default" and controller.detail else []  # unknown chip
     if unreachable_now:
         details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
         details.extend(_alias_details(controller, unreachable_now, context.alias_memo))

@@ -189,3 +189,10 @@ def test_effective_affinity_on_an_unreachable_cpu_is_mentioned():
     assert "still delivers it to CPU 280 until its next interrupt" in row.detail
     garbage = IrqFacts(irq=24, chip="PCI-MSI", name="q", affinity_text="0-254", effective_text="zz")
     assert rows(plan_for(make_facts(cpus=300, kernel="5.4.0", irqs=[garbage])))[24].detail == ""
+
+
+def test_unknown_chip_is_named_in_the_irq_detail():
+    facts = make_facts(cpus=4, irqs=[(24, "FOO-MSI", "0-3")])
+    row = rows(plan_for(facts))[24]
+    assert (row.destination, row.status) == ("8bit", "ok")
+    assert "unknown chip 'FOO-MSI'" in row.detail
