@@ -246,9 +246,9 @@ class Daemon:
         """Read what is queued; return how many relevant events it held."""
         try:
             events = self.uevents.get()
-        except Exception as exc:  # noqa: BLE001
-            self.log(WARNING, f"reading uevents failed: {type(exc).__name__}: {exc}")
-            return 0
+        except Exception as exc:  # noqa: BLE001 - e.g. ENOBUFS after a storm: events were lost
+            self.log(WARNING, f"reading uevents failed ({type(exc).__name__}: {exc}): rescanning")
+            return 1
         return sum(1 for event in events if _relevant(event))
 
     def run(self) -> int:
