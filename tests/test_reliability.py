@@ -294,3 +294,46 @@ def test_malformed_cpuinfo_is_exit_2(tree, cli, content):
         handle.write(content)
     result = cli("audit", "--root", root)
     assert result.code == 2 and result.err.startswith("irqagent: error: ") and len(result.err.splitlines()) == 1
+
+
+FUZZED_FILES = [
+    "proc/cpuinfo",
+    "proc/irq/26/smp_affinity_list",
+    "proc/irq/default_smp_affinity",
+    "sys/kernel/irq/26/chip_name",
+    "sys/kernel/irq/34/actions",
+    "sys/devices/system/cpu/online",
+    "sys/devices/system/cpu/possible",
+    "proc/sys/kernel/osrelease",
+    "proc/cmdline",
+    "dev/cpu/0/cpuid",
+    "proc/irq/34/effective_affinity_list",
+]
+
+
+def test_fuzzed_kernel_files_never_crash_the_cli(tree, cli):
+    """Random bytes in any file the agent reads: a report (0/1) or one clean line (2), never a traceback."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    root = tree("live-kvm-2cpu")
+    originals = {rel: open(os.path.join(root, rel), "rb").read() for rel in FUZZED_FILES}
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(rel=st.sampled_from(FUZZED_FILES), data=st.binary(max_size=300))
+    def check(rel, data):
+        path = os.path.join(root, rel)
+        try:
+            with open(path, "wb") as handle:
+                handle.write(data)
+            for args in (("audit", "--format", "json"), ("apply", "--dry-run")):
+                result = cli(*args, "--root", root)
+                assert result.code in (0, 1, 2)
+                assert "internal error" not in result.err and "Traceback" not in result.err
+                if result.code == 2:
+                    assert len(result.err.splitlines()) == 1
+        finally:
+            with open(path, "wb") as handle:
+                handle.write(originals[rel])
+
+    check()
