@@ -27,6 +27,8 @@ __all__ = [
     "first",
     "mask_of",
     "is_decimal",
+    "parse_for_file",
+    "format_for_file",
 ]
 
 _RANGE = re.compile(r"^([0-9]+)(?:-([0-9]+)(?::([0-9]+)/([0-9]+))?)?$")
@@ -144,6 +146,23 @@ def format_hexmask(mask: int, nr_cpus: int) -> str:
     parts = [digits[:top_width]]
     parts.extend(digits[i : i + 8] for i in range(top_width, len(digits), 8))
     return ",".join(parts)
+
+
+HEX_FILES = ("smp_affinity", "default_smp_affinity")  # every other mask file is a cpulist
+
+
+def parse_for_file(text: str, filename: str, nr_cpus: Optional[int] = None) -> int:
+    """Parse the text of a mask file in that file's form (hex mask or cpulist)."""
+    if filename in HEX_FILES:
+        return parse_hexmask(text, nr_cpus)
+    return parse_cpulist(text, nr_cpus)
+
+
+def format_for_file(mask: int, filename: str, nr_cpus: int) -> str:
+    """Format a mask in the form a mask file takes (hex mask or cpulist)."""
+    if filename in HEX_FILES:
+        return format_hexmask(mask, nr_cpus)
+    return format_cpulist(mask)
 
 
 def cpus_phrase(mask: int) -> str:

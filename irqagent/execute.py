@@ -23,7 +23,7 @@ from irqagent import cpumask
 from irqagent.errors import IrqagentError
 from irqagent.journal import Journal, JournalEntry, JournalStore, new_entry
 from irqagent.kernel import DEFAULT_AFFINITY, PROC_IRQ, KernelTree, describe_oserror
-from irqagent.plan import DefaultAffinityRow, IrqRow, Plan, parse_mask
+from irqagent.plan import DefaultAffinityRow, IrqRow, Plan
 from irqagent.topology import Topology
 
 MANAGED_ERRNOS = {errno_mod.EIO, errno_mod.EPERM}
@@ -33,12 +33,6 @@ DEFAULT_AFFINITY_FILE = "default_smp_affinity"
 
 def errno_name(exc: OSError) -> str:
     return errno_mod.errorcode.get(exc.errno or 0, f"errno {exc.errno}")
-
-
-def format_for_file(mask: int, filename: str, nr_cpu_ids: int) -> str:
-    if filename in ("smp_affinity", DEFAULT_AFFINITY_FILE):
-        return cpumask.format_hexmask(mask, nr_cpu_ids)
-    return cpumask.format_cpulist(mask)
 
 
 class FatalWriteError(IrqagentError):
@@ -57,7 +51,7 @@ class WriteOutcome:
 
 def write_and_verify(tree: KernelTree, irq: int, mask: int, filename: str, nr_cpu_ids: int) -> WriteOutcome:
     """One write of ``mask`` and one read back.  Raises FatalWriteError on EROFS/EACCES."""
-    text = format_for_file(mask, filename, nr_cpu_ids)
+    text = cpumask.format_for_file(mask, filename, nr_cpu_ids)
     where = f"{tree.path(PROC_IRQ)}/{irq}/{filename}"
     try:
         tree.write_affinity(irq, text, filename)
@@ -76,10 +70,10 @@ def write_and_verify(tree: KernelTree, irq: int, mask: int, filename: str, nr_cp
             True, vanished=vanished, detail=f"wrote {text} but cannot read it back: {describe_oserror(exc)}"
         )
     try:
-        readback = parse_mask(raw.strip(), filename, nr_cpu_ids)
+        readback = cpumask.parse_for_file(raw.strip(), filename, nr_cpu_ids)
     except cpumask.CpumaskError as exc:
         return WriteOutcome(True, detail=f"wrote {text} but reads back garbage: {exc}", readback_text=raw.strip())
-    return WriteOutcome(True, readback=readback, readback_text=format_for_file(readback, filename, nr_cpu_ids))
+    return WriteOutcome(True, readback=readback, readback_text=cpumask.format_for_file(readback, filename, nr_cpu_ids))
 
 
 @dataclass
@@ -103,11 +97,29 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
     before = dict(journal.entries)
     intended: Dict[int, JournalEntry] = dict(before)
     for row in pending:
-        intended[row.irq] = _entry_for(row, before.get(row.irq), nr_cpu_ids)
+        intended[row.irq] = _journal_entry(
+            row.irq,
+            row.current or 0,
+            row.target_mask or 0,
+            row.affinity_file,
+            row.chip,
+            row.name,
+            before.get(row.irq),
+            nr_cpu_ids,
+        )
     default_before = journal.default_affinity
     default_intended = default_before
     if default is not None:
-        default_intended = _default_entry_for(default, default_before, nr_cpu_ids)
+        default_intended = _journal_entry(
+            -1,
+            default.current or 0,
+            default.target_mask or 0,
+            DEFAULT_AFFINITY_FILE,
+            "",
+            "",
+            default_before,
+            nr_cpu_ids,
+        )
     store.save(Journal(intended, default_intended))
 
     # 2. Write and verify, one IRQ at a time; one failure never stops the others.
@@ -139,17 +151,28 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
     return Execution(rows, default_row, writes)
 
 
-def _entry_for(row: IrqRow, existing: Optional[JournalEntry], nr_cpu_ids: int) -> JournalEntry:
-    target_text = format_for_file(row.target_mask or 0, row.affinity_file, nr_cpu_ids)
-    if existing is not None and existing.same_interrupt(row.chip, row.name) and existing.file == row.affinity_file:
+def _journal_entry(
+    irq: int,
+    current: int,
+    target: int,
+    filename: str,
+    chip: str,
+    name: str,
+    existing: Optional[JournalEntry],
+    nr_cpu_ids: int,
+) -> JournalEntry:
+    """The entry to journal before writing ``target``: the existing one when the mask still
+    holds what the agent wrote (its original stays), else a new one with ``current``."""
+    target_text = cpumask.format_for_file(target, filename, nr_cpu_ids)
+    if existing is not None and existing.same_interrupt(chip, name) and existing.file == filename:
         try:
-            still_ours = parse_mask(existing.written, existing.file, nr_cpu_ids) == row.current
+            still_ours = cpumask.parse_for_file(existing.written, existing.file, nr_cpu_ids) == current
         except cpumask.CpumaskError:
             still_ours = False
         if still_ours:
             return replace(existing, written=target_text)
-    original = format_for_file(row.current or 0, row.affinity_file, nr_cpu_ids)
-    return new_entry(row.irq, original, target_text, row.chip, row.name, row.affinity_file)
+    original = cpumask.format_for_file(current, filename, nr_cpu_ids)
+    return new_entry(irq, original, target_text, chip, name, filename)
 
 
 def _execute_row(
@@ -182,7 +205,7 @@ def _execute_row(
             details.append("the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)")
             return replace(row, status="managed", errno=errno_text, detail="; ".join(details)), None, 0
         return replace(row, status="failed", errno=errno_text, detail="; ".join(details)), None, 0
-    kept = replace(entry, written=format_for_file(target, row.affinity_file, nr_cpu_ids))
+    kept = replace(entry, written=cpumask.format_for_file(target, row.affinity_file, nr_cpu_ids))
     if outcome.readback == target:
         return (
             replace(
@@ -209,20 +232,8 @@ def _execute_row(
     return replace(row, status="failed", errno=errno_text, compliant=compliant, detail="; ".join(details)), kept, 1
 
 
-def _default_entry_for(row: DefaultAffinityRow, existing: Optional[JournalEntry], nr_cpu_ids: int) -> JournalEntry:
-    target = cpumask.format_hexmask(row.target_mask or 0, nr_cpu_ids)
-    if existing is not None:
-        try:
-            if cpumask.parse_hexmask(existing.written, nr_cpu_ids) == row.current:
-                return replace(existing, written=target)
-        except cpumask.CpumaskError:
-            pass
-    original = cpumask.format_hexmask(row.current or 0, nr_cpu_ids)
-    return new_entry(-1, original, target, "", "", DEFAULT_AFFINITY_FILE)
-
-
 def _execute_default(row, tree: KernelTree, entry: JournalEntry, previous: Optional[JournalEntry], nr_cpu_ids: int):
-    text = cpumask.format_hexmask(row.target_mask, nr_cpu_ids)
+    text = cpumask.format_for_file(row.target_mask, DEFAULT_AFFINITY_FILE, nr_cpu_ids)
     try:
         tree.write_default_affinity(text)
     except OSError as exc:

@@ -115,10 +115,9 @@ def _entry(irq: int, raw, damaged) -> JournalEntry:
     if not isinstance(raw, dict) or not all(isinstance(raw.get(f), str) for f in fields):
         raise damaged(f"entry for IRQ {irq} is malformed")
     entry = JournalEntry(irq=irq, time=float(raw.get("time") or 0), **{f: raw[f] for f in fields})
-    parse = cpumask.parse_cpulist if entry.file == "smp_affinity_list" else cpumask.parse_hexmask
     try:
-        parse(entry.original)
-        parse(entry.written)
+        cpumask.parse_for_file(entry.original, entry.file)
+        cpumask.parse_for_file(entry.written, entry.file)
     except cpumask.CpumaskError as exc:
         raise damaged(f"entry for IRQ {irq}: {exc}") from None
     return entry

@@ -86,12 +86,6 @@ class Plan:
         return [row for row in self.rows if row.status == "would-change"]
 
 
-def parse_mask(text: str, filename: str, nr_cpu_ids: int) -> int:
-    if filename == "smp_affinity":
-        return cpumask.parse_hexmask(text, nr_cpu_ids)
-    return cpumask.parse_cpulist(text, nr_cpu_ids)
-
-
 def exclusion_for(facts: Facts, config: Config) -> Exclusion:
     topology = facts.topology
     reasons: List[str] = []
@@ -173,7 +167,7 @@ def _plan_irq(irq: IrqFacts, controller: Controller, rule: Optional[Rule], conte
     affinity = irq.affinity_text or ""
     if irq.affinity_text is not None:
         try:
-            current = parse_mask(irq.affinity_text, irq.affinity_file, context.facts.topology.nr_cpu_ids)
+            current = cpumask.parse_for_file(irq.affinity_text, irq.affinity_file, context.facts.topology.nr_cpu_ids)
             affinity = _fmt(current)
         except cpumask.CpumaskError as exc:
             decision = _Decision("failed", False, f"{irq.affinity_file} is invalid: {exc}")
@@ -309,9 +303,9 @@ def _journal_original(journal: Journal, irq: IrqFacts, current: int) -> Optional
     if entry is None or not entry.same_interrupt(irq.chip, irq.name) or entry.file != irq.affinity_file:
         return None
     try:
-        if parse_mask(entry.written, entry.file, 1 << 24) != current:
+        if cpumask.parse_for_file(entry.written, entry.file, 1 << 24) != current:
             return None
-        return parse_mask(entry.original, entry.file, 1 << 24)
+        return cpumask.parse_for_file(entry.original, entry.file, 1 << 24)
     except cpumask.CpumaskError:
         return None
 

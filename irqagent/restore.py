@@ -17,7 +17,7 @@ from irqagent.execute import FATAL_ERRNOS, Execution, FatalWriteError, errno_nam
 from irqagent.facts import Facts, IrqFacts
 from irqagent.journal import Journal, JournalEntry, JournalStore
 from irqagent.kernel import DEFAULT_AFFINITY, KernelTree, describe_oserror
-from irqagent.plan import DefaultAffinityRow, IrqRow, parse_mask
+from irqagent.plan import DefaultAffinityRow, IrqRow
 
 
 @dataclass
@@ -69,8 +69,8 @@ def _restore_one(
         return (replace(row, status="vanished", compliant=True, detail=gone) if row else None), False, 0
     if row.current is None:
         return replace(row, status="failed", detail=f"cannot restore {entry.original}: {row.detail}"), True, 0
-    original = parse_mask(entry.original, entry.file, nr)
-    written = parse_mask(entry.written, entry.file, nr)
+    original = cpumask.parse_for_file(entry.original, entry.file, nr)
+    written = cpumask.parse_for_file(entry.written, entry.file, nr)
     original_text = cpumask.format_cpulist(original)
     if row.current == original:
         return replace(row, status="ok", target=original_text, detail="already holds its original mask"), False, 0

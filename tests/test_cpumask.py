@@ -124,3 +124,11 @@ def test_parsers_fail_cleanly_on_any_text(text):
             parse(text, 64)
         except CpumaskError:
             pass
+
+
+def test_mask_file_forms():
+    assert cpumask.format_for_file(3, "smp_affinity_list", 64) == "0-1"
+    assert cpumask.format_for_file(3, "smp_affinity", 64) == "00000000,00000003"
+    assert cpumask.format_for_file(3, "default_smp_affinity", 2) == "3"
+    assert cpumask.parse_for_file("10", "smp_affinity_list") == 1 << 10
+    assert cpumask.parse_for_file("10", "default_smp_affinity") == 0x10
