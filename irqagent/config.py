@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
 DEFAULT_PATH = "/etc/irqagent/irqagent.toml"
 DESTINATIONS = ("8bit", "15bit", "remapped", "hyperv-ir", "any", "none")
 POLICY_MODES = ("restrict", "spread")
+APIC_ID_255_MODES = ("unicast", "broadcast")
 RULE_MATCH_KEYS = ("irq", "name", "chip", "device", "driver")
 RULE_ACTION_KEYS = ("cpus", "ignore", "mode")
 
@@ -79,7 +80,7 @@ class DaemonSettings:
 @dataclass(frozen=True)
 class Config:
     path: Optional[str] = None
-    broadcast_apic_id_255: bool = False
+    apic_id_255: str = "unicast"  # unicast | broadcast (a hypervisor that keeps KVM's broadcast quirk)
     ext_dest_id: Optional[bool] = None  # None: auto
     controllers: Tuple[ControllerOverride, ...] = ()
     policy: Policy = field(default_factory=Policy)
@@ -169,7 +170,13 @@ def parse_config(text: str, path: Optional[str] = None) -> Config:
 
 def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     top = _Table(data, "top level", ("reachability", "controller", "policy", "rule", "daemon"))
-    reach = _Table(top.get("reachability", dict, {}), "reachability", ("broadcast_apic_id_255", "ext_dest_id"))
+    raw_reach = top.get("reachability", dict, {})
+    if isinstance(raw_reach, dict) and "broadcast_apic_id_255" in raw_reach:
+        raise ConfigError(
+            'reachability.broadcast_apic_id_255: replaced by apic_id_255 = "unicast" | "broadcast" '
+            '(true meant "unicast"; APIC ID 255 is a unicast destination in x2APIC mode)'
+        )
+    reach = _Table(raw_reach, "reachability", ("apic_id_255", "ext_dest_id"))
     ext = reach.get("ext_dest_id", (str, bool), "auto")
     if isinstance(ext, str) and ext != "auto":
         raise ConfigError(f'reachability.ext_dest_id: {ext!r} is not one of "auto", true, false')
@@ -207,7 +214,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     metrics_file = dae.get("metrics_file", str) or None
     return Config(
         path=path,
-        broadcast_apic_id_255=reach.get("broadcast_apic_id_255", bool, False),
+        apic_id_255=reach.choice("apic_id_255", APIC_ID_255_MODES, "unicast"),
         ext_dest_id=None if ext == "auto" else ext,
         controllers=tuple(controllers),
         policy=policy,

@@ -1,7 +1,9 @@
 """Interrupt controllers: chip name -> destination mode -> reachable APIC IDs -> CPUs.
 
 A controller is one chip name as the kernel reports it (``IO-APIC``,
-``PCI-MSIX-0000:00:05.0``, ``IR-PCI-MSI``...).  Pure functions only.
+``PCI-MSIX-0000:00:05.0``, ``IR-PCI-MSI``...).  The platform decides the default for
+every non-remapped IO-APIC/MSI (the kernel programs them all alike); a hypervisor's known
+exceptions (:mod:`irqagent.hypervisors`) and the config decide the rest.  Pure functions.
 """
 
 from __future__ import annotations
@@ -11,57 +13,31 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.config import Config
-from irqagent.platform import Platform, is_hyperv_chip
-from irqagent.topology import Topology
+from irqagent.hypervisors import VmmException, exception_for
+from irqagent.platform import MAX_15BIT_APIC_ID, MAX_8BIT_APIC_ID, MAX_XAPIC_APIC_ID, Platform
 
 APIC_DESTINATIONS = ("8bit", "15bit")
-SETTABLE_ALL = ("remapped", "any")
-XEN_ANY = ("xen-pirq", "xen-dyn", "xen-dyn-lateeoi")
-NOT_SETTABLE = ("XT-PIC", "xen-percpu")
-MSI_PREFIXES = ("PCI-MSI", "DMAR-MSI", "IOMMU-MSI", "AMD-Vi")
-DESTINATION_BITS = {"8bit": 8, "15bit": 15, "hyperv-ir": 8}
+XEN_ANY = ("xen-pirq", "xen-dyn", "xen-dyn-lateeoi")  # drivers/xen/events: event channels, any CPU
+NOT_SETTABLE = ("XT-PIC", "xen-percpu", "VMD-MSI")  # legacy PIC, per-CPU; VMD: drivers/pci/controller/vmd.c
+PLATFORM_CHIPS = ("IO-APIC", "PCI-MSI")  # the kernel's own non-remapped IO-APIC and MSI domains (prefixes)
+HYPERV_STUB_MAX = 255  # drivers/iommu/hyperv-iommu.c: ioapic_max_cpumask holds CPUs <= 255 with APIC ID < 256
 
 
-def apic_id_limit(destination: str, broadcast_255: bool) -> Optional[int]:
-    """Highest reachable APIC ID of a destination mode; None: all; -1: none."""
-    if destination in ("8bit", "hyperv-ir"):
-        return 255 if broadcast_255 else 254
-    if destination == "15bit":
-        return 32767
-    if destination in SETTABLE_ALL:
-        return None
-    return -1
+@dataclass(frozen=True)
+class Reach:
+    """Which APIC IDs (and, for Hyper-V's stub, which CPU numbers) a controller can name."""
 
+    max_apic_id: Optional[int] = None  # None: every APIC ID
+    apic_ids: Optional[int] = None  # an explicit APIC ID mask (config), instead of max_apic_id
+    max_cpu: Optional[int] = None  # also limit CPU numbers (Hyper-V's IOMMU stub)
+    nothing: bool = False  # not settable
 
-def classify_chip(chip: str, platform: Platform) -> Tuple[str, str, str]:
-    """(destination, source, detail) of a chip name, before config overrides."""
-    apic = platform.apic_destination
-    if not chip:
-        return apic, "default", "no chip name: assuming the platform's APIC destination"
-    if chip.startswith("IR-"):
-        if chip.startswith("IR-HPET"):
-            return "none", "chip", ""
-        if chip == "IR-IO-APIC" and platform.vendor == "hyperv":
-            return "hyperv-ir", "chip", ""
-        return "remapped", "chip", ""
-    if chip in NOT_SETTABLE or chip.startswith("HPET"):
-        return "none", "chip", ""
-    if chip in XEN_ANY or is_hyperv_chip(chip):
-        return "any", "chip", ""
-    if chip == "IO-APIC" or chip.startswith(MSI_PREFIXES):
-        return apic, platform.source, ""
-    return apic, "default", f"unknown chip {chip!r}: assuming the platform's {apic} APIC destination"
-
-
-def cpus_reaching(apic_ids: Mapping[int, int], limit: Optional[int], explicit: Optional[int]) -> int:
-    """Mask of online CPUs whose APIC ID is reachable (``explicit``: APIC ID mask)."""
-    if explicit is not None:
-        bits = bin(explicit)[:1:-1]
-        size = len(bits)
-        return cpumask.mask_of(cpu for cpu, apic in apic_ids.items() if apic < size and bits[apic] == "1")
-    if limit is None:
-        return cpumask.mask_of(apic_ids)
-    return cpumask.mask_of(cpu for cpu, apic in apic_ids.items() if apic <= limit)
+    def text(self) -> str:
+        if self.nothing:
+            return ""
+        if self.apic_ids is not None:
+            return cpumask.format_cpulist(self.apic_ids)
+        return "all" if self.max_apic_id is None else f"0-{self.max_apic_id}"
 
 
 @dataclass(frozen=True)
@@ -69,102 +45,168 @@ class Controller:
     chip: str
     destination: str
     source: str
-    reachable: int  # online CPUs the controller can deliver to
-    unreachable: int  # online CPUs it cannot
-    reachable_apic_text: str  # e.g. "0-254", "all", ""
+    reachable: int  # CPUs with a known APIC ID (online or not) the controller can deliver to
+    unreachable: int  # CPUs with a known APIC ID it cannot
+    online: int  # the online CPUs (to tell the usable part of reachable)
+    reachable_apic_text: str  # e.g. "0-255", "all", ""
     irqs: int
     detail: str = ""
-    aliases: Tuple[Tuple[int, str], ...] = ()  # (CPUs concerned, alias prediction line); 8/15-bit only
+    aliases: Tuple[Tuple[int, str], ...] = ()  # (CPUs concerned, where their interrupts land): truncating exceptions
+    platform_default: bool = False  # an IO-APIC/MSI chip that follows the platform mode (new device IRQs)
 
     @property
     def settable(self) -> bool:
         return self.destination != "none"
 
+    @property
+    def usable(self) -> int:
+        """Online CPUs it can deliver to: the only CPUs a mask may be written with."""
+        return self.reachable & self.online
+
+    @property
+    def online_unreachable(self) -> int:
+        return self.unreachable & self.online
+
+
+def eight_bit_max(platform: Platform) -> int:
+    """The largest APIC ID an 8-bit destination names: 254 in xAPIC mode (default_apic_id_valid) or
+    when the config says the hypervisor keeps KVM's broadcast quirk, else 255 (x2apic_set_max_apicid)."""
+    return MAX_XAPIC_APIC_ID if platform.apic_mode == "xapic" or platform.broadcast_255 else MAX_8BIT_APIC_ID
+
+
+def platform_reach(destination: str, platform: Platform) -> Reach:
+    if destination == "8bit":
+        return Reach(eight_bit_max(platform))
+    if destination == "15bit":
+        return Reach(MAX_15BIT_APIC_ID)
+    if destination == "hyperv-ir":
+        return Reach(HYPERV_STUB_MAX, max_cpu=HYPERV_STUB_MAX)
+    if destination in ("remapped", "any"):
+        return Reach()
+    return Reach(nothing=True)
+
+
+def exception_reach(row: VmmException, platform: Platform) -> Reach:
+    limit = row.cluster_apic_ids if platform.x2apic_cluster and row.cluster_apic_ids is not None else row.physical_apic_ids
+    return Reach(min(limit, eight_bit_max(platform)))
+
+
+def classify_chip(chip: str, platform: Platform) -> Tuple[str, str, str, Reach]:
+    """(destination, source, detail, reach) of a chip name, before config overrides."""
+    apic = platform.apic_destination
+    if not chip:
+        return apic, "default", "no chip name: assuming the platform's APIC destination", platform_reach(apic, platform)
+    row = exception_for(platform.vmm, chip)
+    if row is not None:
+        mode = "x2APIC cluster mode" if platform.x2apic_cluster and row.cluster_apic_ids is not None else "physical mode"
+        detail = f"{row.reason}: APIC IDs 0-{exception_reach(row, platform).max_apic_id} in {mode} ({row.source})"
+        return "8bit", "vmm", detail, exception_reach(row, platform)
+    destination, source, detail = _destination_of(chip, platform)
+    return destination, source, detail, platform_reach(destination, platform)
+
+
+def _destination_of(chip: str, platform: Platform) -> Tuple[str, str, str]:
+    apic = platform.apic_destination
+    if chip.startswith("IR-HPET") or chip.startswith("HPET") or chip in NOT_SETTABLE:
+        return "none", "chip", ""
+    if chip == "IR-IO-APIC" and platform.hyperv_stub:
+        return "hyperv-ir", "chip", "Hyper-V's IOMMU stub (hyperv-iommu): no remapping, CPUs 0-255 with APIC IDs 0-255"
+    if chip.startswith("IR-"):
+        return "remapped", "chip", ""
+    if chip == "IOMMU-MSI":
+        return "remapped", "chip", "the AMD IOMMU's own interrupt has a 32-bit destination (intcapxt, 5.11+)"
+    if chip == "DMAR-MSI":
+        return "remapped", "chip", "the VT-d unit's own interrupt has a 32-bit destination (__irq_msi_compose_msg, dmar)"
+    if chip in XEN_ANY or chip.startswith("HV-PCI-MSI") or "Hyper-V PCIe MSI" in chip:
+        return "any", "chip", ""
+    if chip.startswith(PLATFORM_CHIPS):
+        return apic, platform.source, ""
+    return apic, "default", f"unknown chip {chip!r}: assuming the platform's {apic} APIC destination"
+
+
+def cpus_reaching(apic_ids: Mapping[int, int], reach: Reach) -> int:
+    """Mask of the CPUs (of ``apic_ids``: CPU -> APIC ID) whose APIC ID the reach names."""
+    if reach.nothing:
+        return 0
+    if reach.apic_ids is not None:
+        bits = bin(reach.apic_ids)[:1:-1]
+        size = len(bits)
+        chosen = (cpu for cpu, apic in apic_ids.items() if apic < size and bits[apic] == "1")
+    elif reach.max_apic_id is None:
+        chosen = iter(apic_ids)
+    else:
+        chosen = (cpu for cpu, apic in apic_ids.items() if apic <= reach.max_apic_id)
+    mask = cpumask.mask_of(chosen)
+    if reach.max_cpu is not None:
+        mask &= (1 << (reach.max_cpu + 1)) - 1
+    return mask
+
 
 def build_controllers(
-    chip_counts: Mapping[str, int], platform: Platform, topology: Topology, config: Config
+    chip_counts: Mapping[str, int], platform: Platform, apic_ids: Mapping[int, int], online: int, config: Config
 ) -> Dict[str, Controller]:
-    """One Controller per chip name present."""
-    cache: Dict[Tuple[Optional[int], Optional[int]], int] = {}
+    """One Controller per chip name present; ``apic_ids``: every CPU whose APIC ID is known."""
+    cache: Dict[Reach, int] = {}
+    known = cpumask.mask_of(apic_ids)
     result: Dict[str, Controller] = {}
     for chip in sorted(chip_counts):
-        destination, source, detail = classify_chip(chip, platform)
+        destination, source, detail, reach = classify_chip(chip, platform)
+        row = exception_for(platform.vmm, chip)
         override = config.controller_override(chip) if chip else None
-        explicit: Optional[int] = None
         if override is not None:
-            destination, source = override.destination, "config"
-            explicit = override.reachable_apic_ids
+            destination, source, row = override.destination, "config", None
+            reach = platform_reach(destination, platform)
+            if override.reachable_apic_ids is not None:
+                reach = Reach(apic_ids=override.reachable_apic_ids)
             detail = f"config [[controller]] chip = {override.chip!r}"
-        limit = apic_id_limit(destination, config.broadcast_apic_id_255)
-        if destination == "none":
-            reachable = unreachable = 0
-            apic_text = ""
-        else:
-            key = (limit, explicit)
-            if key not in cache:
-                cache[key] = cpus_reaching(topology.apic_ids, limit, explicit)
-            reachable = cache[key]
-            unreachable = topology.online & ~reachable
-            if explicit is not None:
-                apic_text = cpumask.format_cpulist(explicit)
-            else:
-                apic_text = "all" if limit is None else f"0-{limit}"
-        aliases: Tuple[str, ...] = ()
-        if unreachable and destination in APIC_DESTINATIONS and explicit is None:
-            aliases = tuple(alias_groups(unreachable, topology, DESTINATION_BITS[destination]))
+        if reach not in cache:
+            cache[reach] = cpus_reaching(apic_ids, reach)
+        reachable = cache[reach]
+        unreachable = 0 if reach.nothing else known & ~reachable
+        aliases: Tuple[Tuple[int, str], ...] = ()
+        if row is not None and row.truncates and unreachable & online:
+            aliases = tuple(alias_groups(unreachable & online, apic_ids, online, platform.vmm or "the hypervisor"))
         result[chip] = Controller(
             chip=chip,
             destination=destination,
             source=source,
             reachable=reachable,
             unreachable=unreachable,
-            reachable_apic_text=apic_text,
+            online=online,
+            reachable_apic_text=reach.text(),
             irqs=chip_counts[chip],
             detail=detail,
             aliases=aliases,
+            platform_default=source != "vmm" and chip.startswith(PLATFORM_CHIPS),
         )
     return result
 
 
-def alias_groups(unreachable: int, topology: Topology, bits: int) -> List[Tuple[int, str]]:
-    """Where interrupts aimed at unreachable CPUs land if the APIC ID is truncated.
-
-    Old kernels (< 5.11) truncate the destination to its low ``bits``; one line per
-    window of 2**bits APIC IDs, saying which CPUs receive the aliased interrupts,
-    which are lost, and which become broadcasts.
-    """
-    width = 1 << bits
-    broadcast = width - 1 if bits == 8 else None
-    by_apic = topology.cpu_of_apic_id()
-    windows: Dict[int, Tuple[List[int], List[int], List[int], List[int]]] = {}
+def alias_groups(unreachable: int, apic_ids: Mapping[int, int], online: int, who: str) -> List[Tuple[int, str]]:
+    """Where a device model that keeps only destination bits 0-7 delivers interrupts aimed at
+    unreachable CPUs: the online CPU whose APIC ID is ``apic & 0xFF``, or nobody.  One line per
+    window of 256 APIC IDs."""
+    owner = {apic: cpu for cpu, apic in apic_ids.items() if online >> cpu & 1}
+    windows: Dict[int, Tuple[List[int], List[int], List[int]]] = {}
     for cpu in cpumask.iter_cpus(unreachable):
-        apic = topology.apic_ids[cpu]
-        low = apic & (width - 1)
-        sources, targets, lost, broadcasts = windows.setdefault(apic >> bits, ([], [], [], []))
+        apic = apic_ids[cpu]
+        sources, targets, lost = windows.setdefault(apic >> 8, ([], [], []))
         sources.append(cpu)
-        if low == broadcast:
-            broadcasts.append(cpu)
-        elif low in by_apic:
-            targets.append(by_apic[low])
+        if (apic & 0xFF) in owner:
+            targets.append(owner[apic & 0xFF])
         else:
             lost.append(cpu)
     lines = []
     for window in sorted(windows):
-        sources, targets, lost, broadcasts = windows[window]
-        low_id, high_id = window * width, (window + 1) * width - 1
-        parts = [
-            f"APIC IDs {low_id}-{high_id} ({cpumask.cpus_phrase(cpumask.mask_of(sources))}) truncate to {bits} bits:"
-        ]
+        sources, targets, lost = windows[window]
+        concerned = cpumask.mask_of(sources)
+        parts = []
         if targets:
-            parts.append(f"delivered to {cpumask.cpus_phrase(cpumask.mask_of(targets))}")
+            parts.append(f"delivered to {cpumask.cpus_phrase(cpumask.mask_of(targets))} instead")
         if lost:
-            parts.append(f"lost for {cpumask.cpus_phrase(cpumask.mask_of(lost))} (no CPU owns the low ID)")
-        if broadcasts:
-            parts.append(f"broadcast for {cpumask.cpus_phrase(cpumask.mask_of(broadcasts))} (low ID 255)")
-        if window == 0 and broadcasts and not targets and not lost:
-            who = cpumask.cpus_phrase(cpumask.mask_of(broadcasts))
-            parts = [f"APIC ID 255 ({who}) is the 8-bit broadcast ID: sent to every CPU"]
-        lines.append((cpumask.mask_of(sources), parts[0] + (" " + "; ".join(parts[1:]) if len(parts) > 1 else "")))
+            parts.append(f"lost for {cpumask.cpus_phrase(cpumask.mask_of(lost))} (no CPU has the low APIC ID)")
+        head = f"APIC IDs {window * 256}-{window * 256 + 255} ({cpumask.cpus_phrase(concerned)}) become APIC ID & 0xff"
+        lines.append((concerned, f"{head} under {who}: {'; '.join(parts)}"))
     return lines
 
 

@@ -27,6 +27,7 @@ HYPERV_VS_SIGNATURE = 0x31235356  # "VS#1"
 HYPERV_VS_EXTENDED_IOAPIC_RTE = 1 << 2
 KVM_FEATURE_MSI_EXT_DEST_ID = 1 << 15
 XEN_HVM_CPUID_EXT_DEST_ID = 1 << 5
+BHYVE_FEAT_EXT_DEST_ID = 1 << 0  # arch/x86/kernel/cpu/bhyve.c: CPUID_BHYVE_FEATURES (base + 1) EAX
 
 SIGNATURES = {
     b"KVMKVMKVM\0\0\0": "kvm",
@@ -42,7 +43,7 @@ SIGNATURES = {
 }
 # When several interfaces are offered (KVM or Xen also answer Hyper-V's leaves
 # at 0x40000000 for Windows guests), the native one says who the host is.
-VENDOR_PRIORITY = ("kvm", "xen", "hyperv")
+VENDOR_PRIORITY = ("kvm", "xen", "bhyve", "hyperv")
 
 _TEXT_LINE = re.compile(r"^\s*(0[xX][0-9a-fA-F]+|[0-9]+)" + r"\s+(0[xX][0-9a-fA-F]+|[0-9]+)" * 5 + r"\s*$")
 
@@ -162,6 +163,9 @@ def decode(leaves: Leaves) -> CpuidHypervisor:
         max_leaf = get(base)[0]
         offered = max_leaf >= base + 4 and bool(get(base + 4)[0] & XEN_HVM_CPUID_EXT_DEST_ID)
         where = f"Xen leaf {base + 4:#x} EAX bit 5"
+    elif vendor == "bhyve":
+        offered = get(base)[0] >= base + 1 and bool(get(base + 1)[0] & BHYVE_FEAT_EXT_DEST_ID)
+        where = f"bhyve leaf {base + 1:#x} EAX bit 0"
     elif vendor == "hyperv":
         offered = get(HYPERV_VS_INTERFACE)[0] == HYPERV_VS_SIGNATURE and bool(
             get(HYPERV_VS_PROPERTIES)[0] & HYPERV_VS_EXTENDED_IOAPIC_RTE

@@ -7,9 +7,10 @@ function of these values: no stage re-reads a file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from typing import FrozenSet, Mapping, Optional, Tuple
 
 from irqagent.cpuid import Leaves
+from irqagent.madt import Madt
 from irqagent.topology import Topology
 
 
@@ -32,6 +33,19 @@ class IrqFacts:
 
 
 @dataclass(frozen=True)
+class PlatformFiles:
+    """Firmware and hypervisor facts that only change when CPUs are hot-plugged."""
+
+    madt: Optional[Madt] = None  # sys/firmware/acpi/tables/APIC, parsed
+    madt_note: str = "no MADT"  # why madt is None
+    fadt_flags: Optional[int] = None  # sys/firmware/acpi/tables/FACP, Flags
+    acpi_tables: FrozenSet[str] = frozenset()  # DMAR / IVRS present
+    dmi: Mapping[str, str] = field(default_factory=dict)  # sys_vendor, product_name, bios_vendor
+    vmbus: bool = False  # sys/bus/vmbus exists (Hyper-V)
+    boot_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the model needs, read from one root."""
 
@@ -43,6 +57,9 @@ class Facts:
     cpuid: Optional[Leaves] = None  # None: no readable cpuid device or file
     cpuid_cpu: Optional[int] = None
     cpuid_note: str = ""  # why cpuid is None
+    apic_base: Optional[int] = None  # IA32_APIC_BASE of cpuid_cpu's CPU (dev/cpu/N/msr)
+    apic_base_note: str = ""  # why apic_base is None
+    platform_files: PlatformFiles = field(default_factory=PlatformFiles)
     chip_source: str = "sysfs"  # sysfs | interrupts | none
     default_affinity_text: Optional[str] = None
     numa_nodes: Mapping[int, int] = field(default_factory=dict)  # node -> cpumask

@@ -14,7 +14,7 @@ def banned_cpus(report: Report) -> int:
     banned = report.exclusion.cpus & report.topology.online
     for controller in report.controllers:
         if controller.settable:
-            banned |= controller.unreachable
+            banned |= controller.online_unreachable
     return banned
 
 

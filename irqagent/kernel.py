@@ -15,8 +15,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from irqagent import cpuid as cpuid_mod
 from irqagent import cpumask
+from irqagent import msr as msr_mod
+from irqagent.madt import MAX_TABLE_BYTES, MadtError, parse_madt
 from irqagent.errors import InputError
-from irqagent.facts import Facts, IrqFacts
+from irqagent.facts import Facts, IrqFacts, PlatformFiles
 from irqagent.interrupts import InterruptsFormatError, parse_interrupts
 from irqagent.topology import build_topology
 
@@ -34,6 +36,15 @@ PCI_DEVICES = "sys/bus/pci/devices"
 OSRELEASE = "proc/sys/kernel/osrelease"
 CMDLINE = "proc/cmdline"
 DEFAULT_AFFINITY = "proc/irq/default_smp_affinity"
+BOOT_ID = "proc/sys/kernel/random/boot_id"
+ACPI_TABLES = "sys/firmware/acpi/tables"
+MADT = f"{ACPI_TABLES}/APIC"
+FADT = f"{ACPI_TABLES}/FACP"
+IOMMU_TABLES = ("DMAR", "IVRS")  # Intel VT-d, AMD-Vi: presence only
+DMI_DIR = "sys/class/dmi/id"
+DMI_FIELDS = ("sys_vendor", "product_name", "bios_vendor")
+VMBUS = "sys/bus/vmbus"
+FADT_FLAGS_OFFSET = 112  # ACPI FADT: Flags (u32) at byte offset 112
 
 
 def _decode(data: bytes) -> str:
@@ -54,6 +65,7 @@ class KernelTree:
         self._prefix = root if root.endswith("/") else root + "/"
         self.accessed: Set[str] = set()  # relative paths read successfully
         self.cpuid_leaves_read: Dict[int, Dict[Tuple[int, int], cpuid_mod.Regs]] = {}
+        self.apic_base_read: Dict[int, int] = {}
 
     # -- paths and plain reads -------------------------------------------------
 
@@ -85,6 +97,44 @@ class KernelTree:
     def record(self, rel: str, text: Optional[str]) -> None:
         """Called for every file used (text None: only its presence or link target counts)."""
         self.accessed.add(rel)
+
+    def record_bytes(self, rel: str, data: bytes) -> None:
+        """Called for every binary file used (ACPI tables), with the bytes as read."""
+        self.accessed.add(rel)
+
+    def read_bytes_optional(self, rel: str, limit: int) -> Tuple[Optional[bytes], str]:
+        """(the file's bytes, "") or (None, why not): missing, unreadable, or over ``limit`` bytes."""
+        try:
+            fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            return None, describe_oserror(exc)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "not a regular file"
+            chunks = []
+            size = 0
+            while True:
+                chunk = os.read(fd, min(READ_CHUNK, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return None, f"larger than {limit} bytes"
+        except OSError as exc:
+            return None, describe_oserror(exc)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        self.record_bytes(rel, data)
+        return data, ""
+
+    def exists(self, rel: str) -> bool:
+        """Presence of a file or directory (recorded, so that snapshots keep it)."""
+        present = os.path.lexists(self.path(rel))
+        if present:
+            self.record(rel, None)
+        return present
 
     @staticmethod
     def _read_fd(fd: int, attribute: bool = False) -> str:
@@ -289,19 +339,87 @@ class KernelTree:
         self.cpuid_leaves_read[cpu] = leaves
         return leaves, ""
 
+    def read_apic_base(self, cpu: int) -> Tuple[Optional[int], str]:
+        """IA32_APIC_BASE of ``cpu`` from ``dev/cpu/N/msr`` (the msr driver, or the text form)."""
+        rel = f"dev/cpu/{cpu}/msr"
+        path = self.path(rel)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None, f"{rel} does not exist (load the msr module: modprobe msr)"
+            return None, f"cannot stat {rel}: {describe_oserror(exc)}"
+        try:
+            if stat.S_ISREG(mode):
+                value = msr_mod.parse_text(self._read(rel)).get(msr_mod.IA32_APIC_BASE)
+                if value is None:
+                    return None, f"{rel} has no line for MSR {msr_mod.IA32_APIC_BASE:#x}"
+            elif stat.S_ISCHR(mode):
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    value = msr_mod.decode_bytes(os.pread(fd, 8, msr_mod.IA32_APIC_BASE))
+                finally:
+                    os.close(fd)
+            else:
+                return None, f"{rel} is neither the msr device nor a text file"
+        except OSError as exc:
+            return None, f"cannot read {rel}: {describe_oserror(exc)}"
+        except msr_mod.MsrFormatError as exc:
+            return None, f"{rel}: {exc}"
+        self.apic_base_read[cpu] = value
+        return value, ""
+
+    def read_platform_files(self) -> PlatformFiles:
+        """ACPI tables, DMI and the like: what tells the hypervisor and the firmware's CPUs."""
+        data, why = self.read_bytes_optional(MADT, MAX_TABLE_BYTES)
+        madt = None
+        madt_note = ""
+        if data is None:
+            madt_note = f"{MADT}: {why}"
+        else:
+            try:
+                madt = parse_madt(data)
+            except MadtError as exc:
+                madt_note = f"{MADT} is not usable: {exc}"
+        fadt, _ = self.read_bytes_optional(FADT, 1 << 16)
+        fadt_flags = None
+        if fadt is not None and len(fadt) >= FADT_FLAGS_OFFSET + 4:
+            fadt_flags = int.from_bytes(fadt[FADT_FLAGS_OFFSET : FADT_FLAGS_OFFSET + 4], "little")
+        dmi = {}
+        for name in DMI_FIELDS:
+            text = self.read_optional(f"{DMI_DIR}/{name}", attribute=True)
+            if text is not None and text.strip():
+                dmi[name] = text.strip()[:128]
+        return PlatformFiles(
+            madt=madt,
+            madt_note=madt_note,
+            fadt_flags=fadt_flags,
+            acpi_tables=frozenset(name for name in IOMMU_TABLES if self.exists(f"{ACPI_TABLES}/{name}")),
+            dmi=dmi,
+            vmbus=self.exists(VMBUS),
+            boot_id=(self.read_optional(BOOT_ID, attribute=True) or "").strip()[:64] or None,
+        )
+
     # -- everything --------------------------------------------------------------
 
-    def collect(self, want_node: bool = False, want_driver: bool = False) -> Facts:
-        """Read every file the agent uses, once, and return the facts."""
+    def collect(
+        self, want_node: bool = False, want_driver: bool = False, platform_files: Optional[PlatformFiles] = None
+    ) -> Facts:
+        """Read every file the agent uses, once, and return the facts.
+
+        ``platform_files``: the firmware facts of an earlier pass (the daemon re-reads the
+        ACPI tables only when CPUs are hot-plugged)."""
         cpuinfo = self.read_required(CPUINFO)
         topology = build_topology(
             cpuinfo,
             self.read_optional(f"{CPU_DIR}/online"),
             self.read_optional(f"{CPU_DIR}/possible"),
+            self.read_optional(f"{CPU_DIR}/present"),
         )
-        self.read_optional(f"{CPU_DIR}/present")  # recorded for snapshots and support
         first_cpu = min(topology.apic_ids)
         leaves, cpuid_note = self.read_cpuid(first_cpu)
+        apic_base, msr_note = self.read_apic_base(first_cpu)
+        platform_files = platform_files if platform_files is not None else self.read_platform_files()
         irq_numbers = self.irq_numbers()
         sys_irq = os.path.isdir(self.path(SYS_IRQ))
         chip_source = "sysfs" if sys_irq else "none"
@@ -337,6 +455,9 @@ class KernelTree:
             cpuid=leaves,
             cpuid_cpu=first_cpu if leaves is not None else None,
             cpuid_note=cpuid_note,
+            apic_base=apic_base,
+            apic_base_note=msr_note,
+            platform_files=platform_files,
             chip_source=chip_source,
             default_affinity_text=default_affinity.strip() if default_affinity is not None else None,
             numa_nodes=self._numa_nodes(topology.nr_cpu_ids) if want_node else {},

@@ -7,6 +7,7 @@ executor turns ``would-change`` rows into writes.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -15,6 +16,7 @@ from irqagent.config import Config, Rule, first_rule
 from irqagent.controllers import Controller
 from irqagent.facts import Facts, IrqFacts
 from irqagent.journal import Journal
+from irqagent.platform import parse_kernel_version
 from irqagent.policy import Exclusion, SpreadItem, cmdline_exclusion, spread
 
 STATUSES = (
@@ -28,6 +30,10 @@ STATUSES = (
     "vanished",
     "unreachable",
 )
+MANAGED_READ_ONLY_KERNEL = (6, 12)  # kernel/irq/proc.c: managed IRQs' affinity files are 0444 from 6.12
+# Queue vectors of multi-queue drivers (virtio-blk "virtio1-req.0", nvme "nvme0q3", NIC "eth0-TxRx-2"):
+# the IRQs drivers may ask the kernel to spread (managed affinity).
+QUEUE_VECTOR = re.compile(r"-req\.[0-9]+|nvme[0-9]+q[0-9]+|-(?:rx|tx|TxRx|input|output)[-.]?[0-9]+", re.I)
 DESTINATION_PHRASE = {
     "8bit": "8-bit destination",
     "15bit": "15-bit extended destination ID",
@@ -107,7 +113,14 @@ def make_plan(
 ) -> Plan:
     exclusion = exclusion_for(facts, config)
     rules = {irq.irq: _rule_for(irq, config) for irq in facts.irqs} if config.rules else {}
-    context = _Context(facts, journal, exclusion, _spread_targets(facts, config, controllers, rules, exclusion))
+    version = parse_kernel_version(facts.kernel)
+    context = _Context(
+        facts,
+        journal,
+        exclusion,
+        _spread_targets(facts, config, controllers, rules, exclusion),
+        managed_unknown=version is None or version < MANAGED_READ_ONLY_KERNEL,
+    )
     rows = [_plan_irq(irq, controllers[irq.chip], rules.get(irq.irq), context) for irq in facts.irqs]
     default = _plan_default_affinity(facts, config, controllers, exclusion)
     return Plan(tuple(rows), default, exclusion)
@@ -121,6 +134,7 @@ class _Context:
     journal: Journal
     exclusion: Exclusion
     spread_targets: Mapping[int, int]
+    managed_unknown: bool = False  # kernel < 6.12: managed IRQs' files are 0644 (KERNEL-NOTES, write outcomes)
     alias_memo: Dict[Tuple[str, int], List[str]] = field(default_factory=dict)
 
 
@@ -145,10 +159,10 @@ def _spread_targets(facts, config, controllers, rules, exclusion) -> Dict[int, i
 
 def _allowed(controller: Controller, exclusion: Exclusion) -> Tuple[int, str]:
     """Online reachable CPUs not excluded; all online reachable ones when exclusion leaves none."""
-    allowed = controller.reachable & ~exclusion.cpus
-    if allowed or not controller.reachable:
+    allowed = controller.usable & ~exclusion.cpus
+    if allowed or not controller.usable:
         return allowed, ""
-    return controller.reachable, "every reachable CPU is excluded: ignoring the exclusion for this IRQ"
+    return controller.usable, "every reachable CPU is excluded: ignoring the exclusion for this IRQ"
 
 
 def _fmt(mask: int) -> str:
@@ -193,7 +207,7 @@ def _plan_irq(irq: IrqFacts, controller: Controller, rule: Optional[Rule], conte
         target_mask=decision.target,
         fallback_mask=decision.fallback,
         affinity_file=irq.affinity_file,
-        reachable=controller.reachable,
+        reachable=controller.usable,
     )
 
 
@@ -214,9 +228,11 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
     unreachable_now = online_current & controller.unreachable
     compliant = not unreachable_now
     details = [controller.detail] if controller.source == "default" and controller.detail else []  # unknown chip
-    if unreachable_now:
-        details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
+    if unreachable_now and controller.source == "vmm":
+        details.append(f"{_are(unreachable_now)} unreachable for this {controller.chip}: {controller.detail}")
         details.extend(_alias_details(controller, unreachable_now, context.alias_memo))
+    elif unreachable_now:
+        details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
     stale = _effective(irq, topology.nr_cpu_ids) & controller.unreachable
     if stale:
         # Non-remapped x86 moves an IRQ when its next interrupt arrives: a quiet one keeps
@@ -224,17 +240,21 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
         details.append(f"the kernel still delivers it to {cpumask.cpus_phrase(stale)} until its next interrupt")
     if rule is not None and rule.ignore:
         return _Decision("ignored", compliant, "; ".join([f"excluded by {rule.describe()}"] + details))
+    if not online_current:
+        # The kernel shut the IRQ down, or moved it when its CPUs went offline: not the agent's to touch.
+        details.append("its mask holds no online CPU: left alone")
+        return _Decision("ok" if irq.writable else "managed", True, "; ".join(details), target=current)
     if not irq.writable:
         if unreachable_now:
-            reachable = controller.reachable & ~exclusion.cpus or controller.reachable
+            reachable = controller.usable & ~exclusion.cpus or controller.usable
             details.append(
                 "the kernel manages this affinity (read-only file); fix it at boot with "
-                f"irqaffinity={_fmt(reachable)} or isolcpus=managed_irq,{_fmt(controller.unreachable)}"
+                f"irqaffinity={_fmt(reachable)} or isolcpus=managed_irq,{_fmt(controller.online_unreachable)}"
             )
         return _Decision("managed", compliant, "; ".join(details))
 
     allowed, note = _allowed(controller, exclusion)
-    excluded_now = online_current & exclusion.cpus & controller.reachable
+    excluded_now = online_current & exclusion.cpus & controller.usable
     if excluded_now and not note:
         details.append(f"{_are(excluded_now)} excluded ({', '.join(exclusion.reasons)})")
     if note:
@@ -264,6 +284,11 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
             details.append(f"none of CPUs {_fmt(base)} is usable: using every allowed CPU")
     if desired == online_current:
         return _Decision("ok", compliant, "; ".join(details), target=current)
+    if context.managed_unknown and QUEUE_VECTOR.search(irq.name):
+        details.append(
+            "may be kernel-managed: before 6.12 a managed queue vector's file is writable too, "
+            "and only the write tells (EIO)"
+        )
     fallback = allowed if allowed != desired else None
     return _Decision("would-change", compliant, "; ".join(details), target=desired, fallback=fallback)
 
@@ -319,9 +344,11 @@ def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[De
         current = cpumask.parse_hexmask(text, topology.nr_cpu_ids)
     except cpumask.CpumaskError as exc:
         return DefaultAffinityRow(affinity=text, target=None, status="failed", detail=f"invalid: {exc}")
+    # Only the controllers new device IRQs will use (the platform's IO-APIC/MSI) narrow it: a one-off
+    # exception such as QEMU's DMAR-MSI must not narrow every future (remapped) IRQ.
     unreachable = 0
     for controller in controllers.values():
-        if controller.settable:
+        if controller.settable and controller.platform_default:
             unreachable |= controller.unreachable
     row = DefaultAffinityRow(
         affinity=_fmt(current), target=_fmt(current), status="ok", current=current, target_mask=current

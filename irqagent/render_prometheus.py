@@ -67,6 +67,8 @@ def render_prometheus(report: Report, counters: Optional[Counters] = None, check
         ("version", __version__),
         ("kernel", platform.kernel or ""),
         ("hypervisor", platform.vendor),
+        ("vmm", platform.vmm or ""),
+        ("apic_mode", platform.apic_mode or ""),
         ("apic_destination", platform.apic_destination),
         ("command", report.verb),
     )
@@ -88,14 +90,14 @@ def render_prometheus(report: Report, counters: Optional[Counters] = None, check
         "irqagent_controller_reachable_cpus",
         "gauge",
         "Online CPUs each interrupt controller can deliver to.",
-        [((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.reachable)) for c in report.controllers],
+        [((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.usable)) for c in report.controllers],
     )
     out.family(
         "irqagent_controller_unreachable_cpus",
         "gauge",
         "Online CPUs each interrupt controller cannot deliver to.",
         [
-            ((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.unreachable))
+            ((("chip", c.chip), ("destination", c.destination)), cpumask.count(c.online_unreachable))
             for c in report.controllers
         ],
     )
@@ -106,6 +108,18 @@ def render_prometheus(report: Report, counters: Optional[Counters] = None, check
         [((), platform.ext_dest_id)],
     )
     out.family("irqagent_online_cpus", "gauge", "Online CPUs.", [((), len(report.topology.apic_ids))])
+    out.family(
+        "irqagent_refused_cpus",
+        "gauge",
+        "Configured vCPUs the kernel refused to bring online because no interrupt could reach their APIC IDs.",
+        [((), len(report.refusal.refused))],
+    )
+    out.family(
+        "irqagent_refused_cpu_slots",
+        "gauge",
+        "Hot-plug vCPU slots (MADT) whose APIC IDs are beyond the kernel's limit: they can never come online.",
+        [((), len(report.refusal.slots))],
+    )
     out.family("irqagent_writes_total", "counter", "Affinity writes made (and read back).", [((), counters.writes)])
     out.family(
         "irqagent_write_failures_total",

@@ -10,6 +10,7 @@ import textwrap
 from typing import List
 
 from irqagent import __version__, cpumask
+from irqagent.refused import Refusal, group_ranges
 from irqagent.report import Report
 
 WIDTH = 80
@@ -50,6 +51,46 @@ def summary_line(report: Report) -> str:
     return line + (f" ({statuses})" if statuses else "")
 
 
+MAX_REFUSED_LINES = 12
+
+
+def refused_section(refusal: Refusal) -> List[str]:
+    """The vCPUs the kernel refused, grouped into ranges ("CPUs 255-287, APIC IDs 0xff-0x11f")."""
+    if not refusal.cpus:
+        return []
+    counts = []
+    if refusal.refused:
+        counts.append(f"{len(refusal.refused)} vCPUs refused")
+    if refusal.slots:
+        counts.append(f"{len(refusal.slots)} hot-plug slots that can never come online")
+    unknown = len(refusal.cpus) - len(refusal.refused) - len(refusal.slots)
+    if unknown:
+        counts.append(f"{unknown} present CPUs offline for an unknown reason")
+    lines = ["", f"  REFUSED VCPUS: {', '.join(counts)}"]
+    runs = group_ranges(refusal.cpus)
+    for first_cpu, last_cpu, first_apic, last_apic, head in runs[:MAX_REFUSED_LINES]:
+        if first_cpu is None:
+            who = "never registered"
+        elif first_cpu == last_cpu:
+            who = f"CPU {first_cpu}"
+        else:
+            who = f"CPUs {first_cpu}-{last_cpu}"
+        if first_apic >= 0:
+            apics = f"APIC ID {first_apic:#x}" if first_apic == last_apic else f"APIC IDs {first_apic:#x}-{last_apic:#x}"
+            who = f"{who}, {apics}"
+            reason = head.reason.replace(f"APIC ID {head.apic_id} >", "APIC ID >")
+        else:
+            reason = head.reason
+        for number, chunk in enumerate(textwrap.wrap(f"{who}: {reason}", WIDTH - 6)):
+            lines.append(f"    {'' if number == 0 else '  '}{chunk}")
+    if len(runs) > MAX_REFUSED_LINES:
+        lines.append(f"    ... {len(runs) - MAX_REFUSED_LINES} more groups (--format json lists every vCPU)")
+    if refusal.fix:
+        for number, chunk in enumerate(textwrap.wrap(f"fix: {refusal.fix}", WIDTH - 6)):
+            lines.append(f"    {'' if number == 0 else '     '}{chunk}")
+    return lines
+
+
 def render_text(report: Report, verbose: bool = False, quiet: bool = False, colour: bool = False) -> str:
     if quiet:
         return summary_line(report) + "\n"
@@ -58,16 +99,21 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
     title = f"irqagent {__version__} {report.verb} of "
     lines.append(title + elide(report.root, WIDTH - len(title)))
     ext = "in use" if platform.ext_dest_id else "not in use"
+    offered = {True: "offered", False: "not offered", None: "offer unknown"}[platform.ext_dest_id_offered]
+    vmm = f"{platform.vmm} ({platform.vmm_evidence})" if platform.vmm else "implementation unknown"
+    mode = f"{platform.apic_mode} (from {platform.mode_source})" if platform.apic_mode else "mode unknown"
+    limit = f", limit {platform.limit}" if platform.limit is not None else ""
     header = [
-        ("hypervisor", f"{platform.vendor} (from {platform.vendor_source})"),
+        ("hypervisor", f"{platform.vendor} (from {platform.vendor_source}), {vmm}"),
         (
             "destination",
-            f"{platform.apic_destination} IO-APIC/MSI; extended destination ID {ext} (from {platform.source})",
+            f"{platform.apic_destination} IO-APIC/MSI (from {platform.source}); extended destination ID {ext}, "
+            f"{offered} by CPUID",
         ),
         ("kernel", platform.kernel or "unknown"),
         (
             "APIC",
-            f"{platform.apic_mode}, {len(topology.apic_ids)} online CPUs of {cpumask.count(topology.possible)}"
+            f"{mode}{limit}; {len(topology.apic_ids)} online CPUs of {cpumask.count(topology.possible)}"
             f" possible, APIC IDs up to {topology.max_apic_id}"
             + (", interrupt remapping" if platform.remapped else ""),
         ),
@@ -98,6 +144,7 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
                 lines.append(f"      {chunk}")
         if len(c.aliases) > 3 and not verbose:
             lines.append(f"      ... {len(c.aliases) - 3} more alias groups (-v)")
+    lines.extend(refused_section(report.refusal))
     shown = [row for row in report.rows if verbose or row.status != "ok"]
     if shown:
         lines.append("")

@@ -15,6 +15,7 @@ from irqagent.errors import ExitStatus
 from irqagent.plan import DefaultAffinityRow, IrqRow
 from irqagent.platform import Platform
 from irqagent.policy import Exclusion
+from irqagent.refused import Refusal, RefusedCpu
 from irqagent.topology import Topology
 
 SCHEMA = "irqagent.report/1"
@@ -42,6 +43,8 @@ class Report:
     topology: Topology
     controllers: Tuple[Controller, ...]
     rows: Tuple[IrqRow, ...]
+    refusal: Refusal = field(default_factory=Refusal)
+    apic_ids: Dict[int, int] = field(default_factory=dict)  # every CPU whose APIC ID is known
     default_affinity: Optional[DefaultAffinityRow] = None
     exclusion: Exclusion = field(default_factory=lambda: Exclusion(0, ()))
     writes: int = 0
@@ -81,10 +84,11 @@ class Report:
 
     @property
     def exit_status(self) -> ExitStatus:
-        """The report decides: 1 when an IRQ does not comply (restore: was not restored)."""
+        """The report decides: 1 when an IRQ does not comply (restore: was not restored), or
+        when the kernel refused configured vCPUs because of their APIC IDs."""
         if self.command == "restore":
             return ExitStatus.NONCOMPLIANT if self.not_restored else ExitStatus.OK
-        return ExitStatus.NONCOMPLIANT if self.noncompliant else ExitStatus.OK
+        return ExitStatus.NONCOMPLIANT if self.noncompliant or self.refusal.refused else ExitStatus.OK
 
     @property
     def verb(self) -> str:
@@ -95,9 +99,9 @@ class Report:
     def to_json(self) -> Dict[str, object]:
         platform, topology = self.platform, self.topology
         cpus = []
+        apic_ids = self.apic_ids or topology.apic_ids
         for cpu in cpumask.iter_cpus(topology.possible | topology.online):
-            apic = topology.apic_ids.get(cpu)
-            cpus.append({"cpu": cpu, "apic_id": apic, "online": apic is not None})
+            cpus.append({"cpu": cpu, "apic_id": apic_ids.get(cpu), "online": bool(topology.online >> cpu & 1)})
         document: Dict[str, object] = {
             "schema": SCHEMA,
             "version": __version__,
@@ -105,15 +109,25 @@ class Report:
             "dry_run": self.dry_run,
             "root": self.root,
             "kernel": platform.kernel,
-            "hypervisor": {"vendor": platform.vendor, "ext_dest_id": platform.ext_dest_id, "source": platform.source},
+            "hypervisor": {
+                "vendor": platform.vendor,
+                "vmm": platform.vmm,
+                "ext_dest_id": platform.ext_dest_id,
+                "ext_dest_id_offered": platform.ext_dest_id_offered,
+                "source": platform.source,
+            },
             "apic": {
                 "mode": platform.apic_mode,
+                "mode_source": platform.mode_source,
+                "limit": platform.limit,
                 "destination": platform.apic_destination,
                 "remapped": platform.remapped,
                 "notes": list(platform.notes),
             },
             "excluded": {"cpus": cpumask.format_cpulist(self.exclusion.cpus), "reasons": list(self.exclusion.reasons)},
             "cpus": cpus,
+            "refused_cpus": [refused_json(entry) for entry in self.refusal.cpus],
+            "refused_fix": self.refusal.fix,
             "controllers": [controller_json(c) for c in self.controllers],
             "irqs": [irq_json(row) for row in self.rows],
             "default_smp_affinity": default_json(self.default_affinity),
@@ -135,6 +149,10 @@ def controller_json(controller: Controller) -> Dict[str, object]:
         "irqs": controller.irqs,
         "detail": "; ".join(filter(None, [controller.detail, *(line for _, line in controller.aliases)])),
     }
+
+
+def refused_json(entry: RefusedCpu) -> Dict[str, object]:
+    return {"cpu": entry.cpu, "apic_id": entry.apic_id, "online_capable": entry.online_capable, "reason": entry.reason}
 
 
 def irq_json(row: IrqRow) -> Dict[str, object]:

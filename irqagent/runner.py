@@ -16,8 +16,10 @@ from irqagent.journal import EMPTY, Journal, JournalStore
 from irqagent.kernel import KernelTree
 from irqagent.plan import IrqRow, Plan, make_plan
 from irqagent.platform import Platform, decide_platform
+from irqagent.refused import Refusal, decide_refusals
 from irqagent.report import Report
 from irqagent.restore import restore
+from irqagent.topology import known_apic_ids, offline_cpus
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Model:
     platform: Platform
     controllers: Dict[str, Controller]
     plan: Plan
+    refusal: Refusal
+    apic_ids: Dict[int, int]  # every CPU whose APIC ID is known (cpuinfo, then the MADT)
 
 
 def read_facts(tree: KernelTree, config: Config) -> Facts:
@@ -36,10 +40,16 @@ def read_facts(tree: KernelTree, config: Config) -> Facts:
 def build_model(facts: Facts, config: Config, journal: Journal) -> Model:
     """The pure part: everything the agent concludes from the facts."""
     chips = chip_counts(irq.chip for irq in facts.irqs)
-    platform = decide_platform(facts, config, chips)
-    controllers = build_controllers(chips, platform, facts.topology, config)
+    files = facts.platform_files
+    offline = offline_cpus(facts.topology, files.madt)
+    platform = decide_platform(facts, config, chips, offline)
+    apic_ids = known_apic_ids(facts.topology, offline)
+    controllers = build_controllers(chips, platform, apic_ids, facts.topology.online, config)
     plan = make_plan(facts, config, controllers, journal)
-    return Model(facts, platform, controllers, plan)
+    refusal = decide_refusals(
+        facts.topology, offline, files.madt is not None, files.madt_note, platform, facts.cmdline, files.acpi_tables
+    )
+    return Model(facts, platform, controllers, plan, refusal, apic_ids)
 
 
 def _report(command: str, model: Model, started: float, outcome: Optional[Execution] = None, **kwargs) -> Report:
@@ -51,6 +61,8 @@ def _report(command: str, model: Model, started: float, outcome: Optional[Execut
         topology=model.facts.topology,
         controllers=tuple(model.controllers.values()),
         rows=tuple(outcome.rows) if outcome else model.plan.rows,
+        refusal=model.refusal,
+        apic_ids=model.apic_ids,
         default_affinity=outcome.default_affinity if outcome else model.plan.default_affinity,
         writes=outcome.writes if outcome else 0,
         exclusion=model.plan.exclusion,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.errors import InputError
+from irqagent.madt import Madt
 
 _CPUINFO_FIELD = re.compile(r"^(processor|apicid)[ \t]*:[ \t]*([^\n]*?)[ \t]*$", re.M)
 _FLAGS = re.compile(r"^flags[ \t]*:([^\n]*)$", re.M)
@@ -56,7 +57,8 @@ class Topology:
     online: int  # mask
     possible: int  # mask
     nr_cpu_ids: int  # CPU numbers at or beyond this are invalid in any mask
-    x2apic_capable: bool
+    x2apic_capable: bool  # the CPU offers x2APIC (cpuinfo flag): not what the kernel runs
+    present: int = 0  # mask (sys/devices/system/cpu/present; the online CPUs when absent)
 
     @property
     def max_apic_id(self) -> int:
@@ -71,6 +73,7 @@ def build_topology(
     cpuinfo_text: str,
     online_text: Optional[str],
     possible_text: Optional[str],
+    present_text: Optional[str] = None,
 ) -> Topology:
     """Combine cpuinfo with the online/possible cpulists; raise InputError when inconsistent."""
     try:
@@ -107,10 +110,64 @@ def build_topology(
             where = "is not in" if cpu not in listed else "has no apicid in"
             raise InputError(f"online CPU {cpu} {where} proc/cpuinfo: cannot learn its APIC ID (is this an x86 guest?)")
         apic_ids[cpu] = apic
+    present = online
+    if present_text is not None:
+        try:
+            present = cpumask.parse_cpulist(present_text, nr_cpu_ids) | online
+        except cpumask.CpumaskError as exc:
+            raise InputError(f"sys/devices/system/cpu/present: {exc}") from None
     return Topology(
         apic_ids=apic_ids,
         online=online,
         possible=possible,
         nr_cpu_ids=nr_cpu_ids,
         x2apic_capable=has_x2apic_flag(cpuinfo_text),
+        present=present,
     )
+
+
+@dataclass(frozen=True)
+class FirmwareCpu:
+    """A vCPU the MADT describes that is not online."""
+
+    cpu: Optional[int]  # the CPU number the kernel registered it under; None: never registered
+    apic_id: int
+    slot: bool  # a hot-plug slot (not enabled in the MADT), not a configured vCPU
+
+
+def offline_cpus(topology: Topology, madt: Optional[Madt]) -> Tuple[FirmwareCpu, ...]:
+    """The MADT's vCPUs that are not online, with the CPU numbers the kernel gave them.
+
+    Linux numbers present CPUs in MADT order, the boot CPU first (arch/x86/kernel/cpu/topology.c:
+    topo_register_apic; generic_processor_info before 6.9), so enabled entries that are not
+    online pair, in table order, with the present-but-offline CPU numbers in ascending order.
+    Hot-plug slots get the possible-but-not-present numbers in APIC ID order
+    (topology_init_possible_cpus).  An entry left without a number was never registered.
+    """
+    if madt is None:
+        return ()
+    online_apics = set(topology.apic_ids.values())
+    present_offline = cpumask.iter_cpus(topology.present & ~topology.online)
+    absent = cpumask.iter_cpus(topology.possible & ~topology.present & ~topology.online)
+    result: List[FirmwareCpu] = []
+    slots = []
+    for entry in madt.cpus:
+        if entry.apic_id in online_apics:
+            continue
+        if entry.enabled:
+            result.append(FirmwareCpu(next(present_offline, None), entry.apic_id, False))
+        elif madt.is_hotplug_slot(entry):
+            slots.append(entry.apic_id)
+    for apic_id in sorted(slots):
+        result.append(FirmwareCpu(next(absent, None), apic_id, True))
+    return tuple(result)
+
+
+def known_apic_ids(topology: Topology, offline: Tuple[FirmwareCpu, ...]) -> Dict[int, int]:
+    """CPU number -> APIC ID for every CPU whose APIC ID is known: online ones (cpuinfo),
+    then registered offline ones (MADT)."""
+    known = dict(topology.apic_ids)
+    for entry in offline:
+        if entry.cpu is not None:
+            known.setdefault(entry.cpu, entry.apic_id)
+    return known

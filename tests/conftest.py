@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -17,6 +18,12 @@ from irqagent.cli import Environment, main
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def no_machine_config(monkeypatch, tmp_path):
+    """The machine's own /etc/irqagent/irqagent.toml never leaks into a test."""
+    monkeypatch.setattr("irqagent.config.DEFAULT_PATH", str(tmp_path / "no-such-config.toml"))
 
 
 def copy_fixture(name: str, dest: str) -> str:
@@ -29,6 +36,32 @@ def copy_fixture(name: str, dest: str) -> str:
                 mode, rel = line.split(None, 1)
                 os.chmod(os.path.join(dest, rel.strip()), int(mode, 8))
     return dest
+
+
+REAL_GUESTS = os.path.join(FIXTURES, "real-guests")
+
+
+def unpack_real_guest(name: str, dest: str) -> str:
+    """Unpack tests/fixtures/real-guests/NAME.tar.gz under DEST (file modes kept); return the root."""
+    with tarfile.open(os.path.join(REAL_GUESTS, f"{name}.tar.gz")) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(dest, filter="tar")  # keep modes, refuse absolute paths and links out
+        else:
+            archive.extractall(dest)
+    return os.path.join(dest, name)
+
+
+@pytest.fixture(scope="session")
+def real_guest(tmp_path_factory):
+    """``real_guest("R1")`` -> a read-only-by-convention root of that real capture (unpacked once per session)."""
+    unpacked = {}
+
+    def get(name: str) -> str:
+        if name not in unpacked:
+            unpacked[name] = unpack_real_guest(name, str(tmp_path_factory.mktemp(name)))
+        return unpacked[name]
+
+    return get
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from irqagent import cpumask
 from irqagent import cpuid as cpuid_mod
+from irqagent import msr as msr_mod
+from irqagent.devtools.madtgen import qemu_madt
 
 CPUINFO_FLAGS = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
@@ -63,6 +65,16 @@ class TreeSpec:
     default_affinity: Optional[int] = None  # mask; default: all possible
     cpuinfo_style: str = "full"  # full | minimal
     drivers: Dict[str, str] = field(default_factory=dict)  # BDF -> driver name
+    # Firmware and the kernel's APIC state (what tells refused vCPUs and the hypervisor apart):
+    madt: bool = True  # write sys/firmware/acpi/tables/APIC (QEMU's layout) for every vCPU
+    slots: Tuple[int, ...] = ()  # APIC IDs of MADT hot-plug slots (disabled entries) after the vCPUs
+    madt_revision: int = 3  # QEMU 10 writes 3; ACPI 6.3+ firmware 5 (Online Capable slots)
+    apic_mode: Optional[str] = "x2apic"  # IA32_APIC_BASE in dev/cpu/N/msr (text form); None: no msr file
+    dmi: Dict[str, str] = field(default_factory=dict)  # sys/class/dmi/id/<field>
+    vmbus: bool = False  # sys/bus/vmbus (Hyper-V)
+    acpi_tables: Tuple[str, ...] = ()  # DMAR / IVRS: written as bare headers (presence is what counts)
+    fadt_flags: Optional[int] = None  # sys/firmware/acpi/tables/FACP with these Flags
+    leaves: Optional[Dict[Tuple[int, int], cpuid_mod.Regs]] = None  # explicit CPUID leaves (else from hypervisor)
 
     @property
     def nr_possible(self) -> int:
@@ -76,35 +88,52 @@ class TreeSpec:
         return ((1 << self.cpus) - 1) & ~self.offline
 
 
+# Literal register values (from the sources named, or a real capture), never the decoder's constants.
+LEAF1_HYPERVISOR = (0x00A00F11, 0x00020800, 0xFFFA3203, 0x178BFBFF)  # this project's KVM guest: ECX bit 31 set
+LEAF1_BARE_METAL = (0x00A00F11, 0x00020800, 0x7FFA3203, 0x178BFBFF)  # the same without the hypervisor bit
+KVM_SIGNATURE = (0x4B4D564B, 0x564B4D56, 0x0000004D)  # "KVMKVMKVM\0\0\0"
+KVM_FEATURES = 0x01007EFB  # KVM leaf 0x40000001 EAX of a real KVM host (bit 15 clear)
+KVM_FEATURES_EXT_DEST = 0x0100FEFB  # the same with bit 15, KVM_FEATURE_MSI_EXT_DEST_ID (kvm_para.h)
+HYPERV_SIGNATURE = (0x7263694D, 0x666F736F, 0x76482074)  # "Microsoft Hv"
+HYPERV_VS_INTERFACE_EAX = 0x31235356  # "VS#1": HYPERV_VS_INTERFACE_EAX_SIGNATURE (hyperv-tlfs.h)
+HYPERV_VS_PROPERTIES_EXT_RTE = 0x00000004  # BIT(2): HYPERV_VS_PROPERTIES_EAX_EXTENDED_IOAPIC_RTE
+XEN_SIGNATURE = (0x566E6558, 0x65584D4D, 0x4D4D566E)  # "XenVMMXenVMM"
+XEN_LEAF4 = 0x0000001F  # APIC_ACCESS_VIRT, X2APIC_VIRT, IOMMU_MAPPINGS, VCPU_ID, DOMID (xen/arch-x86/cpuid.h)
+XEN_LEAF4_EXT_DEST = 0x0000003F  # plus bit 5, XEN_HVM_CPUID_EXT_DEST_ID
+BHYVE_SIGNATURE = (0x76796862, 0x68622065, 0x20657679)  # "bhyve bhyve "
+BHYVE_FEATURES_EXT_DEST = 0x00000001  # CPUID_BHYVE_FEAT_EXT_DEST_ID, bit 0 of 0x40000001 EAX (bhyve.c)
+TCG_SIGNATURE = (0x54474354, 0x43544743, 0x47435447)  # "TCGTCGTCGTCG", as the real QEMU 10 captures show
+
+
 def cpuid_leaves(hypervisor: str, ext_dest_id: bool) -> Dict[Tuple[int, int], cpuid_mod.Regs]:
-    """The leaves a host of that kind answers (as far as irqagent looks)."""
-
-    def sig(text: bytes) -> Tuple[int, int, int]:
-        import struct
-
-        return struct.unpack("<3I", text)
-
-    leaves: Dict[Tuple[int, int], cpuid_mod.Regs] = {
-        (1, 0): (0x00A00F11, 0x00020800, 0xFFFA3203 | (1 << 31), 0x178BFBFF)
-    }
+    """The leaves a host of that kind answers (as far as irqagent looks), with literal values."""
+    leaves: Dict[Tuple[int, int], cpuid_mod.Regs] = {(1, 0): LEAF1_HYPERVISOR}
     if hypervisor == "none":
-        leaves[(1, 0)] = (0x00A00F11, 0x00020800, 0x7FFA3203, 0x178BFBFF)
+        leaves[(1, 0)] = LEAF1_BARE_METAL
     elif hypervisor == "kvm":
-        leaves[(0x40000000, 0)] = (0x40000001, *sig(b"KVMKVMKVM\0\0\0"))
-        leaves[(0x40000001, 0)] = (0x01007EFB | (cpuid_mod.KVM_FEATURE_MSI_EXT_DEST_ID if ext_dest_id else 0), 0, 0, 0)
+        leaves[(0x40000000, 0)] = (0x40000001, *KVM_SIGNATURE)
+        leaves[(0x40000001, 0)] = (KVM_FEATURES_EXT_DEST if ext_dest_id else KVM_FEATURES, 0, 0, 0)
+    elif hypervisor == "tcg":
+        leaves[(0x40000000, 0)] = (0x40000001, *TCG_SIGNATURE)
     elif hypervisor == "xen":
-        leaves[(0x40000000, 0)] = (0x40000005, *sig(b"Microsoft Hv"))  # viridian first, as Xen does
-        leaves[(0x40000100, 0)] = (0x40000105, *sig(b"XenVMMXenVMM"))
-        leaves[(0x40000104, 0)] = (0x1F | (cpuid_mod.XEN_HVM_CPUID_EXT_DEST_ID if ext_dest_id else 0), 0, 0, 0)
+        leaves[(0x40000000, 0)] = (0x40000005, *HYPERV_SIGNATURE)  # viridian first, as Xen does
+        leaves[(0x40000100, 0)] = (0x40000105, *XEN_SIGNATURE)
+        leaves[(0x40000104, 0)] = (XEN_LEAF4_EXT_DEST if ext_dest_id else XEN_LEAF4, 0, 0, 0)
     elif hypervisor == "hyperv":
-        leaves[(0x40000000, 0)] = (0x4000000C, *sig(b"Microsoft Hv"))
+        leaves[(0x40000000, 0)] = (0x4000000C, *HYPERV_SIGNATURE)
         leaves[(0x40000001, 0)] = (0x31237648, 0, 0, 0)  # "Hv#1"
-        if ext_dest_id:
-            leaves[(cpuid_mod.HYPERV_VS_INTERFACE, 0)] = (cpuid_mod.HYPERV_VS_SIGNATURE, 0, 0, 0)
-            leaves[(cpuid_mod.HYPERV_VS_PROPERTIES, 0)] = (cpuid_mod.HYPERV_VS_EXTENDED_IOAPIC_RTE, 0, 0, 0)
+        leaves[(0x40000081, 0)] = (HYPERV_VS_INTERFACE_EAX, 0, 0, 0)
+        leaves[(0x40000082, 0)] = (HYPERV_VS_PROPERTIES_EXT_RTE if ext_dest_id else 0, 0, 0, 0)
+    elif hypervisor == "bhyve":
+        leaves[(0x40000000, 0)] = (0x40000001, *BHYVE_SIGNATURE)
+        leaves[(0x40000001, 0)] = (BHYVE_FEATURES_EXT_DEST if ext_dest_id else 0, 0, 0, 0)
     else:
         raise ValueError(f"unknown hypervisor {hypervisor!r}")
     return leaves
+
+
+# IA32_APIC_BASE of the boot CPU: base 0xFEE00000, bit 11 enable, bit 8 BSP, bit 10 x2APIC (Intel SDM).
+APIC_BASE = {"xapic": 0xFEE00900, "x2apic": 0xFEE00D00}
 
 
 def _write(root: str, rel: str, text: str, mode: int = 0o644) -> None:
@@ -121,7 +150,10 @@ def _cpuinfo(spec: TreeSpec) -> str:
     for cpu in cpumask.iter_cpus(spec.online):
         apic = spec.apic_id(cpu)
         if spec.cpuinfo_style == "minimal":
-            blocks.append(f"processor\t: {cpu}\napicid\t\t: {apic}\ninitial apicid\t: {apic}\n")
+            blocks.append(
+                f"processor\t: {cpu}\nflags\t\t: fpu apic msr x2apic hypervisor\n"
+                f"apicid\t\t: {apic}\ninitial apicid\t: {apic}\n"
+            )
             continue
         blocks.append(
             f"processor\t: {cpu}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
@@ -145,6 +177,40 @@ def _interrupts(spec: TreeSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_binary(root: str, rel: str, data: bytes, mode: int = 0o400) -> None:
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+
+
+def _acpi_stub(signature: bytes, body: bytes = b"") -> bytes:
+    """An ACPI table with a valid header (36 bytes) and checksum around ``body``."""
+    length = 36 + len(body)
+    table = bytearray(signature + length.to_bytes(4, "little") + b"\x01\x00BOCHS BXPC    " + bytes(12) + body)
+    table[9] = (-sum(table)) & 0xFF
+    return bytes(table)
+
+
+def _write_firmware(spec: TreeSpec, root: str) -> None:
+    tables = "sys/firmware/acpi/tables"
+    if spec.madt:
+        apic_ids = [spec.apic_id(cpu) for cpu in range(spec.cpus)] + list(spec.slots)
+        enabled = [True] * spec.cpus + [False] * len(spec.slots)
+        data = qemu_madt(apic_ids, enabled, spec.madt_revision, online_capable=spec.madt_revision >= 5)
+        _write_binary(root, f"{tables}/APIC", data)
+    for name in spec.acpi_tables:
+        _write_binary(root, f"{tables}/{name}", _acpi_stub(name.encode("ascii")))
+    if spec.fadt_flags is not None:
+        body = bytes(112 - 36) + spec.fadt_flags.to_bytes(4, "little") + bytes(276 - 116)
+        _write_binary(root, f"{tables}/FACP", _acpi_stub(b"FACP", body))
+    for name, value in spec.dmi.items():
+        _write(root, f"sys/class/dmi/id/{name}", value + "\n", 0o444)
+    if spec.vmbus:  # a file inside, so that the directory survives in git
+        _write(root, "sys/bus/vmbus/drivers_autoprobe", "1\n")
+
+
 def write_tree(spec: TreeSpec, root: str) -> str:
     """Create the tree under ``root`` (which must not exist yet or be empty)."""
     os.makedirs(root, exist_ok=True)
@@ -162,12 +228,14 @@ def write_tree(spec: TreeSpec, root: str) -> str:
     for node in range(spec.nodes):
         mask = ((1 << per_node) - 1) << (node * per_node) & ((1 << spec.cpus) - 1)
         _write(root, f"sys/devices/system/node/node{node}/cpulist", cpumask.format_cpulist(mask) + "\n")
+    first = cpumask.first(spec.online)
     if spec.cpuid:
-        first = cpumask.first(spec.online)
-        text = cpuid_mod.format_text(
-            cpuid_leaves(spec.hypervisor, spec.ext_dest_id), f"synthetic {spec.hypervisor} host"
-        )
-        _write(root, f"dev/cpu/{first}/cpuid", text)
+        leaves = spec.leaves if spec.leaves is not None else cpuid_leaves(spec.hypervisor, spec.ext_dest_id)
+        _write(root, f"dev/cpu/{first}/cpuid", cpuid_mod.format_text(leaves, f"synthetic {spec.hypervisor} host"))
+    if spec.apic_mode is not None:
+        text = msr_mod.format_text({msr_mod.IA32_APIC_BASE: APIC_BASE[spec.apic_mode]}, "IA32_APIC_BASE")
+        _write(root, f"dev/cpu/{first}/msr", text)
+    _write_firmware(spec, root)
     for irq in spec.irqs:
         base = f"proc/irq/{irq.irq}"
         mask = cpumask.parse_cpulist(irq.affinity)
@@ -209,16 +277,23 @@ def guest_irqs(
     affinity: Optional[str] = None,
     managed_every: int = 0,
     nodes: int = 1,
+    ioapic_affinity: Optional[str] = None,
 ) -> Tuple[IrqSpec, ...]:
     """``count`` IRQs as a guest of that style has them: a few legacy IO-APIC lines,
     then multi-queue PCI devices with MSI-X vectors (virtio-net pairs)."""
     everything = affinity if affinity is not None else (f"0-{cpus - 1}" if cpus > 1 else "0")
     per_bdf_chips = _kernel_at_least(kernel, 6, 2)
     irqs: List[IrqSpec] = []
-    ioapic_chip = {"kvm": "IO-APIC", "remapped": "IR-IO-APIC", "hyperv": "IR-IO-APIC", "xen": "xen-pirq"}[style]
+    ioapic_chip = {
+        "kvm": "IO-APIC",
+        "remapped": "IR-IO-APIC",
+        "hyperv": "IR-IO-APIC",
+        "hyperv-ext": "IO-APIC",
+        "xen": "xen-pirq",
+    }[style]
     legacy = [(1, "i8042"), (4, "ttyS0"), (8, "rtc0"), (9, "acpi"), (12, "i8042")]
     for irq, name in legacy[: max(0, min(len(legacy), count))]:
-        irqs.append(IrqSpec(irq, ioapic_chip, name, everything, hwirq=irq))
+        irqs.append(IrqSpec(irq, ioapic_chip, name, ioapic_affinity or everything, hwirq=irq))
     if style == "xen" and len(irqs) < count:
         irqs.append(IrqSpec(20, "xen-percpu", "timer0", "0", hwirq=0))
     next_irq = 24
@@ -259,7 +334,7 @@ def guest_irqs(
 def _msi_chip(style: str, bdf: str, per_bdf: bool) -> str:
     if style == "xen":
         return "xen-dyn"
-    if style == "hyperv":
-        return "HV-PCI-MSIX" if per_bdf else "Hyper-V PCIe MSI"
+    if style.startswith("hyperv"):
+        return "Hyper-V PCIe MSI"  # 5.x-6.x kernels; HV-PCI-MSIX-<bdf> only after the 2025 rework
     prefix = "IR-" if style == "remapped" else ""
     return f"{prefix}PCI-MSIX-{bdf}" if per_bdf else f"{prefix}PCI-MSI"
