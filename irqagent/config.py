@@ -21,6 +21,7 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
 DEFAULT_PATH = "/etc/irqagent/irqagent.toml"
+CONFIG_ENV = "IRQAGENT_CONFIG"  # overrides DEFAULT_PATH (tests, containers); --config overrides both
 DESTINATIONS = ("8bit", "15bit", "remapped", "hyperv-ir", "any", "none")
 POLICY_MODES = ("restrict", "spread")
 APIC_ID_255_MODES = ("unicast", "broadcast")
@@ -249,7 +250,7 @@ def _rule(index: int, raw: Any) -> Rule:
 
 def load_config(path: Optional[str], explicit: bool) -> Config:
     """Read the config file; a missing default file means defaults."""
-    target = path or DEFAULT_PATH
+    target = path or os.environ.get(CONFIG_ENV) or DEFAULT_PATH
     try:
         with open(target, "rb") as handle:
             raw = handle.read()

@@ -180,6 +180,8 @@ def decide_platform(
         )
     elif offered and kernel_new and mode != "xapic":
         use15, source = True, "cpuid"
+    elif offered is False and vendor in EXT_DEST_ID_KERNEL:
+        use15, source = False, "cpuid"  # a hypervisor whose leaf the agent decodes says: not offered
     else:
         use15, source = False, "default"
         if offered and mode == "xapic":

@@ -22,8 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(autouse=True)
 def no_machine_config(monkeypatch, tmp_path):
-    """The machine's own /etc/irqagent/irqagent.toml never leaks into a test."""
-    monkeypatch.setattr("irqagent.config.DEFAULT_PATH", str(tmp_path / "no-such-config.toml"))
+    """The machine's own /etc/irqagent/irqagent.toml never leaks into a test (in-process or subprocess)."""
+    monkeypatch.setenv("IRQAGENT_CONFIG", str(tmp_path / "no-such-config.toml"))
 
 
 def copy_fixture(name: str, dest: str) -> str:
@@ -132,9 +132,15 @@ def make_facts(
     cmdline="",
     default_affinity=None,
     numa_nodes=None,
+    apic_base=None,
+    x2apic_capable=True,
+    present=None,
+    **platform_files,
 ):
-    """Facts without files: ``irqs`` holds IrqFacts or (irq, chip, affinity[, writable]) tuples."""
-    from irqagent.facts import Facts, IrqFacts
+    """Facts without files: ``irqs`` holds IrqFacts or (irq, chip, affinity[, writable]) tuples;
+    ``apic_base``: IA32_APIC_BASE (None: unreadable); ``present``: mask (default: every CPU 0..cpus-1);
+    other keywords are PlatformFiles fields (madt, dmi, vmbus, acpi_tables, fadt_flags)."""
+    from irqagent.facts import Facts, IrqFacts, PlatformFiles
     from irqagent.topology import Topology
 
     apic_ids = list(apic_ids) if apic_ids is not None else list(range(cpus))
@@ -145,7 +151,8 @@ def make_facts(
         online=online_mask,
         possible=(1 << nr) - 1,
         nr_cpu_ids=nr,
-        x2apic_capable=True,
+        x2apic_capable=x2apic_capable,
+        present=present if present is not None else (1 << cpus) - 1,
     )
     built = []
     for item in irqs:
@@ -164,6 +171,9 @@ def make_facts(
         cmdline=cmdline,
         cpuid=cpuid,
         cpuid_cpu=0 if cpuid is not None else None,
+        apic_base=apic_base,
+        apic_base_note="" if apic_base is not None else "dev/cpu/0/msr does not exist",
+        platform_files=PlatformFiles(**platform_files),
         default_affinity_text=default_affinity,
         numa_nodes=numa_nodes or {},
     )

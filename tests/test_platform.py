@@ -1,80 +1,209 @@
+"""The platform: the kernel's APIC mode and limit, and the evidence order for 15-bit destinations.
+
+Each rule names the kernel code it follows (arch/x86/kernel/apic/apic.c unless said otherwise).
+CPUID leaves are literal register values (see test_cpuid.py for their sources).
+"""
+
 import pytest
 
 from irqagent.config import Config
-from irqagent.devtools.gentree import cpuid_leaves
+from irqagent.devtools.madtgen import qemu_madt
+from irqagent.madt import parse_madt
 from irqagent.platform import decide_platform, parse_kernel_version
+from irqagent.topology import offline_cpus
 
 from conftest import make_facts
+
+KVM_SIG = (0x4B4D564B, 0x564B4D56, 0x0000004D)
+KVM_NO_EXT = {(0x40000000, 0): (0x40000001, *KVM_SIG), (0x40000001, 0): (0x01007EFB, 0, 0, 0)}
+KVM_EXT = {(0x40000000, 0): (0x40000001, *KVM_SIG), (0x40000001, 0): (0x0100FEFB, 0, 0, 0)}
+BHYVE_EXT = {(0x40000000, 0): (0x40000001, 0x76796862, 0x68622065, 0x20657679), (0x40000001, 0): (1, 0, 0, 0)}
+TCG = {(0x40000000, 0): (0x40000001, 0x54474354, 0x43544743, 0x47435447)}
+X2APIC_BASE = 0xFEE00D00  # IA32_APIC_BASE: enable (bit 11), EXTD (bit 10), BSP (bit 8)
+XAPIC_BASE = 0xFEE00900
 
 
 @pytest.mark.parametrize(
     "release, expected",
-    [
-        ("6.1.0-18-amd64", (6, 1)),
-        ("5.11.0", (5, 11)),
-        ("4.14.355", (4, 14)),
-        ("", None),
-        ("weird", None),
-        (None, None),
-    ],
+    [("6.1.0-18-amd64", (6, 1)), ("5.11.0", (5, 11)), ("4.14.355", (4, 14)), ("", None), ("weird", None), (None, None)],
 )
 def test_kernel_version(release, expected):
     assert parse_kernel_version(release) == expected
 
 
-def big(kernel="6.1.0", cpuid=None, chips=("IO-APIC",)):
-    return make_facts(cpus=300, kernel=kernel, cpuid=cpuid), chips
+def decide(cpus=4, chips=("IO-APIC",), config=Config(), **facts):
+    facts = make_facts(cpus=cpus, **facts)
+    offline = offline_cpus(facts.topology, facts.platform_files.madt)
+    return decide_platform(facts, config, chips, offline)
 
 
-def test_cpuid_offers_ext_dest_on_new_kernel():
-    facts, chips = big(cpuid=cpuid_leaves("kvm", True))
-    platform = decide_platform(facts, Config(), chips)
-    assert (platform.apic_destination, platform.source, platform.vendor) == ("15bit", "cpuid", "kvm")
+# -- the kernel's APIC mode -------------------------------------------------------------------
 
 
-def test_cpuid_offers_but_kernel_too_old():
-    facts, chips = big(kernel="5.4.0", cpuid=cpuid_leaves("kvm", True))
-    platform = decide_platform(facts, Config(), chips)
-    assert (platform.apic_destination, platform.source) == ("8bit", "cpuid")
-    assert any("predates 5.11" in note for note in platform.notes)
+@pytest.mark.parametrize("base, mode", [(X2APIC_BASE, "x2apic"), (XAPIC_BASE, "xapic")])
+def test_mode_from_ia32_apic_base(base, mode):
+    platform = decide(apic_base=base)
+    assert (platform.apic_mode, platform.mode_source) == (mode, "msr")
 
 
-def test_cpuid_outranks_inference():
-    facts, chips = big(cpuid=cpuid_leaves("kvm", False))
-    platform = decide_platform(facts, Config(), chips)
-    assert (platform.apic_destination, platform.source) == ("8bit", "cpuid")
-    assert any("trusting CPUID" in note for note in platform.notes)
+def test_the_cpu_flag_alone_never_says_x2apic():
+    # A real 6.12 guest whose cpuinfo had the x2apic flag logged "x2apic disabled" and ran xAPIC.
+    platform = decide(x2apic_capable=True)
+    assert (platform.apic_mode, platform.mode_source, platform.limit) == (None, None, None)
+    assert any("cannot be told" in note for note in platform.notes)
 
 
-def test_inferred_without_cpuid():
-    facts, chips = big()
-    platform = decide_platform(facts, Config(), chips)
+def test_mode_inferred_from_an_online_apic_id_above_254():
+    platform = decide(cpus=256, cpuid=KVM_NO_EXT)
+    assert (platform.apic_mode, platform.mode_source) == ("x2apic", "inferred")
+
+
+def test_mode_inferred_from_remapping_or_its_absence():
+    assert decide(chips=("IR-IO-APIC",)).apic_mode == "x2apic"
+    assert decide(x2apic_capable=False).apic_mode == "xapic"
+    assert decide(cmdline="ro nox2apic").apic_mode == "xapic"
+
+
+@pytest.mark.parametrize(
+    "base, ext, broadcast, limit",
+    [(XAPIC_BASE, False, False, 254), (X2APIC_BASE, False, False, 255), (X2APIC_BASE, False, True, 254)],
+)
+def test_limit(base, ext, broadcast, limit):
+    config = Config(apic_id_255="broadcast" if broadcast else "unicast")
+    assert decide(apic_base=base, cpuid=KVM_EXT if ext else KVM_NO_EXT, config=config).limit == limit
+
+
+def test_limit_15bit():
+    platform = decide(apic_base=X2APIC_BASE, cpuid=KVM_EXT)
+    assert (platform.apic_destination, platform.limit, platform.online_limit) == ("15bit", 32767, 32767)
+
+
+# -- evidence order: inferred > cpuid > default ---------------------------------------------------
+
+
+def test_an_online_apic_id_above_255_proves_15bit_and_outranks_cpuid():
+    platform = decide(cpus=257, cpuid=KVM_NO_EXT, apic_base=X2APIC_BASE)
+    assert (platform.apic_destination, platform.source, platform.ext_dest_id) == ("15bit", "inferred", True)
+    assert platform.ext_dest_id_offered is False
+    assert any("cannot decode" in note for note in platform.notes)
+
+
+def test_apic_id_255_online_is_still_8bit():
+    # x2apic_set_max_apicid(255): 255 is within the 8-bit limit, so it proves nothing.
+    platform = decide(cpus=256, cpuid=KVM_NO_EXT, apic_base=X2APIC_BASE)
+    assert (platform.apic_destination, platform.source, platform.limit) == ("8bit", "cpuid", 255)
+
+
+def test_a_vendor_backport_on_5_10_is_inferred():
+    platform = decide(cpus=384, kernel="5.10.223-212.873.amzn2.x86_64", cpuid=KVM_EXT)
     assert (platform.apic_destination, platform.source) == ("15bit", "inferred")
+    assert any("backport" in note for note in platform.notes)
 
 
-@pytest.mark.parametrize("kernel, chips", [("5.4.0", ("IO-APIC",)), ("6.1.0", ("IR-IO-APIC",))])
-def test_no_inference_on_old_kernels_or_with_remapping(kernel, chips):
-    facts, _ = big(kernel=kernel)
-    platform = decide_platform(facts, Config(), chips)
-    assert (platform.apic_destination, platform.source) == ("8bit", "default")
+@pytest.mark.parametrize("kernel, dest, source", [("5.11.0", "15bit", "cpuid"), ("5.10.0", "8bit", "default")])
+def test_cpuid_needs_kernel_5_11(kernel, dest, source):
+    # kvm.c kvm_msi_ext_dest_id arrived in 5.11: a 5.10 kernel ignores the bit.
+    platform = decide(kernel=kernel, cpuid=KVM_EXT, apic_base=X2APIC_BASE)
+    assert (platform.apic_destination, platform.source) == (dest, source)
 
 
-def test_config_forces():
-    facts, chips = big(cpuid=cpuid_leaves("kvm", False))
-    platform = decide_platform(facts, Config(ext_dest_id=True), chips)
-    assert (platform.apic_destination, platform.source) == ("15bit", "config")
+def test_cpuid_offer_is_unused_when_the_kernel_runs_xapic():
+    platform = decide(cpuid=KVM_EXT, apic_base=XAPIC_BASE)
+    assert (platform.apic_destination, platform.ext_dest_id_offered) == ("8bit", True)
+    assert any("runs xAPIC" in note for note in platform.notes)
 
 
-def test_vendor_inferred_from_chips_when_no_cpuid():
-    facts = make_facts(cpus=2)
-    assert decide_platform(facts, Config(), ["HV-PCI-MSIX", "IR-IO-APIC"]).vendor == "hyperv"
-    assert decide_platform(facts, Config(), ["xen-dyn"]).vendor == "xen"
-    hv = decide_platform(facts, Config(), ["HV-PCI-MSIX", "IR-IO-APIC"])
-    assert not hv.remapped  # the Hyper-V IOMMU stub does not remap
+@pytest.mark.parametrize("kernel, dest", [("6.17.9", "8bit"), ("6.18.0", "15bit")])
+def test_bhyve_leaf_needs_a_kernel_with_bhyve_support(kernel, dest):
+    assert decide(kernel=kernel, cpuid=BHYVE_EXT, apic_base=X2APIC_BASE).apic_destination == dest
 
 
-def test_unknown_kernel_is_conservative():
-    facts = make_facts(cpus=300, kernel=None, cpuid=cpuid_leaves("kvm", True))
-    platform = decide_platform(facts, Config(), ["IO-APIC"])
-    assert platform.apic_destination == "8bit"
-    assert any("kernel version unknown" in note for note in platform.notes)
+def test_refused_apic_ids_above_255_contradict_the_cpuid_offer():
+    # The kernel refused vCPUs with APIC IDs 256-287 although CPUID offers 15 bits: it does not use them.
+    madt = parse_madt(qemu_madt(range(288)))
+    platform = decide(cpus=288, online=(1 << 256) - 1, cpuid=KVM_EXT, apic_base=X2APIC_BASE, kernel="6.12.0", madt=madt)
+    assert (platform.apic_destination, platform.source) == ("8bit", "inferred")
+
+
+@pytest.mark.parametrize(
+    "cpuid, source",
+    [(KVM_NO_EXT, "cpuid"), (TCG, "default"), (None, "default")],
+)
+def test_8bit_sources(cpuid, source):
+    # KVM decoded as "not offered" decides 8-bit (cpuid); a hypervisor without such a leaf cannot.
+    platform = decide(cpuid=cpuid, apic_base=X2APIC_BASE)
+    assert (platform.apic_destination, platform.source) == ("8bit", source)
+
+
+def test_remapping_keeps_non_remapped_controllers_8bit_even_when_offered():
+    # try_to_enable_x2apic: with IRQ_REMAP_X2APIC_MODE the extended destination ID is not set up.
+    platform = decide(cpus=288, chips=("IR-IO-APIC", "IR-PCI-MSI", "DMAR-MSI"), cpuid=KVM_EXT)
+    assert (platform.apic_destination, platform.source, platform.remapped) == ("8bit", "chip", True)
+    assert platform.online_limit is None
+
+
+def test_config_outranks_everything():
+    platform = decide(cpus=300, cpuid=KVM_NO_EXT, config=Config(ext_dest_id=False))
+    assert (platform.apic_destination, platform.source) == ("8bit", "config")
+    assert any("inconsistent" in note for note in platform.notes)
+
+
+def test_contradicting_facts_are_reported_not_resolved():
+    platform = decide(cpus=300, apic_base=XAPIC_BASE, cpuid=KVM_EXT)
+    assert any("inconsistent: IA32_APIC_BASE says xAPIC" in note for note in platform.notes)
+
+
+# -- hypervisor identity -----------------------------------------------------------------------
+
+
+def test_hyperv_without_cpuid_from_vmbus():
+    platform = decide(cpus=300, chips=("IR-IO-APIC", "Hyper-V PCIe MSI"), vmbus=True)
+    assert (platform.vmm, platform.vendor, platform.hyperv_stub, platform.remapped) == (
+        "hyper-v",
+        "hyperv",
+        True,
+        False,
+    )
+    assert platform.online_limit is None  # the stub lets x2APIC run with any APIC ID
+
+
+def test_vmbus_beside_a_real_iommu_is_not_the_stub():
+    platform = decide(chips=("IR-IO-APIC",), vmbus=True, acpi_tables=frozenset({"DMAR"}))
+    assert (platform.hyperv_stub, platform.remapped) == (False, True)
+
+
+@pytest.mark.parametrize(
+    "dmi, vmm",
+    [
+        ({"sys_vendor": "QEMU"}, "qemu"),
+        ({"sys_vendor": "Cloud Hypervisor"}, "cloud-hypervisor"),
+        ({"sys_vendor": "Microsoft Corporation", "product_name": "Virtual Machine"}, "hyper-v"),
+        ({"sys_vendor": "Amazon EC2"}, "ec2-nitro"),
+        ({"sys_vendor": "Xen", "product_name": "HVM domU"}, "xen"),
+        ({"sys_vendor": "FreeBSD", "bios_vendor": "BHYVE"}, "bhyve"),
+        ({"sys_vendor": "Dell Inc.", "product_name": "Virtual Machine"}, None),
+        ({}, None),
+    ],
+)
+def test_vmm_from_dmi(dmi, vmm):
+    assert decide(cpuid=KVM_NO_EXT, dmi=dmi).vmm == vmm
+
+
+def test_tcg_signature_means_qemu():
+    assert decide(cpuid=TCG).vmm == "qemu"
+
+
+# -- x2APIC destination mode of non-remapped MSIs ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "chips, cmdline, fadt, cluster",
+    [
+        (("IR-IO-APIC", "DMAR-MSI"), "", 0x000084A5, True),  # remapping: cluster (x2apic_cluster.c)
+        (("IR-IO-APIC", "DMAR-MSI"), "ro x2apic_phys", None, False),  # the boot line forces physical
+        (("IR-IO-APIC", "DMAR-MSI"), "", 0x000084A5 | 1 << 19, False),  # FADT FORCE_APIC_PHYSICAL_DESTINATION_MODE
+        (("IO-APIC", "DMAR-MSI"), "", None, False),  # no remapping: x2apic_phys = 1
+    ],
+)
+def test_cluster_mode(chips, cmdline, fadt, cluster):
+    assert decide(chips=chips, cmdline=cmdline, fadt_flags=fadt, apic_base=X2APIC_BASE).x2apic_cluster is cluster
