@@ -86,8 +86,13 @@ def platform_reach(destination: str, platform: Platform) -> Reach:
     return Reach(nothing=True)
 
 
+def _cluster(row: VmmException, platform: Platform) -> bool:
+    """Whether the row's x2APIC cluster (logical) reach applies."""
+    return platform.x2apic_cluster and row.cluster_apic_ids is not None
+
+
 def exception_reach(row: VmmException, platform: Platform) -> Reach:
-    limit = row.cluster_apic_ids if platform.x2apic_cluster and row.cluster_apic_ids is not None else row.physical_apic_ids
+    limit = row.cluster_apic_ids if _cluster(row, platform) else row.physical_apic_ids
     return Reach(min(limit, eight_bit_max(platform)))
 
 
@@ -98,9 +103,9 @@ def classify_chip(chip: str, platform: Platform) -> Tuple[str, str, str, Reach]:
         return apic, "default", "no chip name: assuming the platform's APIC destination", platform_reach(apic, platform)
     row = exception_for(platform.vmm, chip)
     if row is not None:
-        mode = "x2APIC cluster mode" if platform.x2apic_cluster and row.cluster_apic_ids is not None else "physical mode"
-        detail = f"{row.reason}: APIC IDs 0-{exception_reach(row, platform).max_apic_id} in {mode} ({row.source})"
-        return "8bit", "vmm", detail, exception_reach(row, platform)
+        reach = exception_reach(row, platform)
+        mode = "x2APIC cluster mode" if _cluster(row, platform) else "physical mode"
+        return "8bit", "vmm", f"{row.reason}: APIC IDs 0-{reach.max_apic_id} in {mode} ({row.source})", reach
     destination, source, detail = _destination_of(chip, platform)
     return destination, source, detail, platform_reach(destination, platform)
 
@@ -116,7 +121,7 @@ def _destination_of(chip: str, platform: Platform) -> Tuple[str, str, str]:
     if chip == "IOMMU-MSI":
         return "remapped", "chip", "the AMD IOMMU's own interrupt has a 32-bit destination (intcapxt, 5.11+)"
     if chip == "DMAR-MSI":
-        return "remapped", "chip", "the VT-d unit's own interrupt has a 32-bit destination (__irq_msi_compose_msg, dmar)"
+        return "remapped", "chip", "the VT-d unit's own interrupt has a 32-bit destination (__irq_msi_compose_msg)"
     if chip in XEN_ANY or chip.startswith("HV-PCI-MSI") or "Hyper-V PCIe MSI" in chip:
         return "any", "chip", ""
     if chip.startswith(PLATFORM_CHIPS):

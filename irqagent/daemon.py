@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Set, TextIO, Tuple
 
 from irqagent import __version__, runner
 from irqagent.config import Config, load_config
+from irqagent.facts import PlatformFiles
+from irqagent.refused import Refusal
 from irqagent.errors import ExitStatus, IrqagentError
 from irqagent.journal import JournalStore, StateLock
 from irqagent.kernel import KernelTree
@@ -34,7 +36,7 @@ from irqagent.notify import Notifier, watchdog_interval
 from irqagent.output import write_atomic
 from irqagent.plan import IrqRow
 from irqagent.render_prometheus import Counters, render_prometheus
-from irqagent.render_text import summary_line
+from irqagent.render_text import refused_section, summary_line
 from irqagent.report import Report
 
 RELEVANT_SUBSYSTEMS = frozenset({"cpu", "pci", "net", "queues", "msi", "virtio", "vmbus", "xen", "xen-backend", "nvme"})
@@ -85,6 +87,8 @@ class DaemonState:
     last_counts: Dict[str, int] = field(default_factory=dict)
     baseline: Optional[Dict[str, str]] = None  # affinity texts after the last pass
     last_report: Optional[Report] = None
+    platform_files: Optional[PlatformFiles] = None  # MADT, DMI...: re-read only after a CPU hot-plug
+    logged_refusal: Optional[Refusal] = None
 
 
 def _relevant(event) -> bool:
@@ -116,9 +120,11 @@ class Daemon:
     def run_pass(self, reason: str) -> Optional[Report]:
         """Apply once; never raises (a failed pass is logged and the next one runs)."""
         started = time.monotonic()
+        tree = KernelTree(self.settings.root)
+        tree.platform_files = self.state.platform_files
         try:
             report = runner.apply(
-                KernelTree(self.settings.root),
+                tree,
                 self.state.config,
                 JournalStore(self.settings.state_dir),
                 refused=self._still_refused,
@@ -134,6 +140,8 @@ class Daemon:
             self.notifier.send(f"STATUS=last pass failed: {type(exc).__name__}")
             return None
         self.state.passes += 1
+        self.state.platform_files = tree.platform_files
+        self._log_refusal(report.refusal)
         self._record_baseline()
         self.state.counters.add(report)
         self._remember_refusals(report)
@@ -192,6 +200,17 @@ class Daemon:
             elif row.status in ("ok", "changed", "vanished"):
                 self.state.refused.pop(row.irq, None)
 
+    def _log_refusal(self, refusal: Refusal) -> None:
+        """The refused vCPUs, once per distinct verdict (not every pass)."""
+        if refusal == self.state.logged_refusal:
+            return
+        earlier, self.state.logged_refusal = self.state.logged_refusal, refusal
+        if refusal.cpus:
+            text = " ".join(line.strip() for line in refused_section(refusal)[1:])
+            self.log(WARNING if refusal.refused or refusal.slots else INFO, text)
+        elif earlier is not None and earlier.cpus:
+            self.log(NOTICE, "no vCPU is refused any more")
+
     def _log_rows(self, report: Report) -> None:
         seen: Set[int] = set()
         for row in report.rows:
@@ -248,8 +267,12 @@ class Daemon:
             events = self.uevents.get()
         except Exception as exc:  # noqa: BLE001 - e.g. ENOBUFS after a storm: events were lost
             self.log(WARNING, f"reading uevents failed ({type(exc).__name__}: {exc}): rescanning")
+            self.state.platform_files = None  # a CPU hot-plug may have been among them
             return 1
-        return sum(1 for event in events if _relevant(event))
+        relevant = [event for event in events if _relevant(event)]
+        if any(event.get("SUBSYSTEM") == "cpu" for event in relevant):
+            self.state.platform_files = None  # CPUs came or went: read the MADT again
+        return len(relevant)
 
     def run(self) -> int:
         wake_read, wake_write = os.pipe()

@@ -31,6 +31,11 @@ DMI_VENDORS: Tuple[Tuple[str, str, str], ...] = (  # (field, value prefix, vmm)
     ("product_name", "Firecracker", "firecracker"),
 )
 
+# ACPI OEM ID of the MADT -> vmm: QEMU's "BOCHS " (hw/acpi/aml-build.c ACPI_BUILD_APPNAME6), Firecracker's
+# "FIRECK" (src/acpi-tables; seen on this project's development machine), Cloud Hypervisor's "CLOUDH"
+# (vmm/src/acpi.rs).  Weaker than DMI (firmware can be swapped), stronger than a shared CPUID signature.
+ACPI_OEMS = {"BOCHS": "qemu", "FIRECK": "firecracker", "CLOUDH": "cloud-hypervisor"}
+
 # CPUID vendor signature -> vmm, where the signature alone names the implementation.
 # KVM's "KVMKVMKVM" is shared by QEMU, Cloud Hypervisor, Firecracker, crosvm...: DMI tells them apart.
 CPUID_VMMS = {"tcg": "qemu", "hyperv": "hyper-v", "xen": "xen", "bhyve": "bhyve", "vmware": "vmware"}
@@ -43,9 +48,14 @@ class Identity:
 
 
 def identify_vmm(
-    dmi: Mapping[str, str], cpuid_vendor: Optional[str], vmbus: bool, iommu_tables: frozenset, chips: frozenset
+    dmi: Mapping[str, str],
+    cpuid_vendor: Optional[str],
+    vmbus: bool,
+    iommu_tables: frozenset,
+    chips: frozenset,
+    acpi_oem: Optional[str] = None,
 ) -> Identity:
-    """The hypervisor implementation, from DMI first (it names the VMM), then CPUID, then sysfs."""
+    """The hypervisor implementation, from DMI first (it names the VMM), then CPUID, the ACPI OEM, sysfs."""
     for field_name, prefix, vmm in DMI_VENDORS:
         value = dmi.get(field_name, "")
         if value.startswith(prefix):
@@ -54,6 +64,8 @@ def identify_vmm(
             return Identity(vmm, f"DMI {field_name} {value!r}")
     if cpuid_vendor in CPUID_VMMS:
         return Identity(CPUID_VMMS[cpuid_vendor], f"CPUID signature ({cpuid_vendor})")
+    if acpi_oem in ACPI_OEMS:
+        return Identity(ACPI_OEMS[acpi_oem], f"MADT OEM ID {acpi_oem!r}")
     # Hyper-V without a cpuid device: the VMBus exists and no DMAR/IVRS table describes a real IOMMU
     # (KERNEL-NOTES; drivers/iommu/hyperv-iommu.c only runs on Hyper-V).
     if vmbus and not iommu_tables:

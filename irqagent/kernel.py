@@ -66,6 +66,9 @@ class KernelTree:
         self.accessed: Set[str] = set()  # relative paths read successfully
         self.cpuid_leaves_read: Dict[int, Dict[Tuple[int, int], cpuid_mod.Regs]] = {}
         self.apic_base_read: Dict[int, int] = {}
+        # Firmware facts: read by the first collect() unless given (the daemon keeps them between
+        # passes and drops them when a CPU is hot-plugged).
+        self.platform_files: Optional[PlatformFiles] = None
 
     # -- paths and plain reads -------------------------------------------------
 
@@ -402,13 +405,9 @@ class KernelTree:
 
     # -- everything --------------------------------------------------------------
 
-    def collect(
-        self, want_node: bool = False, want_driver: bool = False, platform_files: Optional[PlatformFiles] = None
-    ) -> Facts:
-        """Read every file the agent uses, once, and return the facts.
-
-        ``platform_files``: the firmware facts of an earlier pass (the daemon re-reads the
-        ACPI tables only when CPUs are hot-plugged)."""
+    def collect(self, want_node: bool = False, want_driver: bool = False) -> Facts:
+        """Read every file the agent uses, once, and return the facts (the firmware facts only
+        when ``platform_files`` is not set yet)."""
         cpuinfo = self.read_required(CPUINFO)
         topology = build_topology(
             cpuinfo,
@@ -419,7 +418,8 @@ class KernelTree:
         first_cpu = min(topology.apic_ids)
         leaves, cpuid_note = self.read_cpuid(first_cpu)
         apic_base, msr_note = self.read_apic_base(first_cpu)
-        platform_files = platform_files if platform_files is not None else self.read_platform_files()
+        if self.platform_files is None:
+            self.platform_files = self.read_platform_files()
         irq_numbers = self.irq_numbers()
         sys_irq = os.path.isdir(self.path(SYS_IRQ))
         chip_source = "sysfs" if sys_irq else "none"
@@ -457,7 +457,7 @@ class KernelTree:
             cpuid_note=cpuid_note,
             apic_base=apic_base,
             apic_base_note=msr_note,
-            platform_files=platform_files,
+            platform_files=self.platform_files,
             chip_source=chip_source,
             default_affinity_text=default_affinity.strip() if default_affinity is not None else None,
             numa_nodes=self._numa_nodes(topology.nr_cpu_ids) if want_node else {},

@@ -115,7 +115,7 @@ def decide_apic_mode(facts: Facts, remapped: bool) -> Tuple[Optional[str], Optio
         return "xapic", "inferred", f"xapic: the CPU does not offer x2APIC (no x2apic flag in cpuinfo; {why})"
     if remapped:
         return "x2apic", "inferred", f"x2apic: interrupt remapping is on and the CPU offers x2APIC ({why})"
-    return None, None, f"the kernel's APIC mode cannot be told: {why}; the x2apic cpuinfo flag is the CPU's, not the kernel's"
+    return None, None, f"the kernel's APIC mode cannot be told: {why} (the cpuinfo x2apic flag is the CPU's)"
 
 
 def decide_platform(
@@ -136,7 +136,14 @@ def decide_platform(
     else:
         vendor, vendor_source, offered = "unknown", "default", None
         notes.append(f"no CPUID answer: {facts.cpuid_note}" if facts.cpuid_note else "no CPUID answer")
-    identity = identify_vmm(files.dmi, vendor if facts.cpuid is not None else None, files.vmbus, files.acpi_tables, chips)
+    identity = identify_vmm(
+        files.dmi,
+        vendor if facts.cpuid is not None else None,
+        files.vmbus,
+        files.acpi_tables,
+        chips,
+        files.madt.oem_id if files.madt is not None else None,
+    )
     if vendor_source == "default" and identity.vmm is not None:
         vendor = {"hyper-v": "hyperv", "xen": "xen"}.get(identity.vmm, "unknown")
         vendor_source = "inferred" if vendor != "unknown" else "default"

@@ -157,9 +157,7 @@ def group_ranges(cpus: Tuple[RefusedCpu, ...]) -> List[Tuple[Optional[int], Opti
         if runs:
             first_cpu, last_cpu, first_apic, last_apic, head = runs[-1]
             same_kind = head.online_capable == entry.online_capable and head.apic_id is not None
-            next_cpu = (last_cpu is None and entry.cpu is None) or (
-                last_cpu is not None and entry.cpu == last_cpu + 1
-            )
+            next_cpu = (last_cpu is None and entry.cpu is None) or (last_cpu is not None and entry.cpu == last_cpu + 1)
             if same_kind and next_cpu and entry.apic_id == last_apic + 1 and _kind(head) == _kind(entry):
                 runs[-1] = (first_cpu, entry.cpu, first_apic, entry.apic_id, head)
                 continue

@@ -76,8 +76,8 @@ def refused_section(refusal: Refusal) -> List[str]:
         else:
             who = f"CPUs {first_cpu}-{last_cpu}"
         if first_apic >= 0:
-            apics = f"APIC ID {first_apic:#x}" if first_apic == last_apic else f"APIC IDs {first_apic:#x}-{last_apic:#x}"
-            who = f"{who}, {apics}"
+            apics = f"{first_apic:#x}" if first_apic == last_apic else f"{first_apic:#x}-{last_apic:#x}"
+            who = f"{who}, APIC ID{'s' if first_apic != last_apic else ''} {apics}"
             reason = head.reason.replace(f"APIC ID {head.apic_id} >", "APIC ID >")
         else:
             reason = head.reason

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from irqagent import __version__
 from irqagent import cpuid as cpuid_mod
+from irqagent import msr as msr_mod
 from irqagent.errors import IrqagentError
 from irqagent.kernel import SYS_IRQ, KernelTree, describe_oserror
 
@@ -23,11 +24,15 @@ class RecordingTree(KernelTree):
 
     def __init__(self, root: str = "/"):
         super().__init__(root)
-        self.texts: Dict[str, Optional[str]] = {}
+        self.texts: Dict[str, Union[str, bytes, None]] = {}
 
     def record(self, rel: str, text: Optional[str]) -> None:
         super().record(rel, text)
         self.texts[rel] = text
+
+    def record_bytes(self, rel: str, data: bytes) -> None:
+        super().record_bytes(rel, data)
+        self.texts[rel] = data
 
 
 def take_snapshot(root: str, dest: str) -> int:
@@ -52,29 +57,40 @@ def take_snapshot(root: str, dest: str) -> int:
             header = f"CPUID leaves read by irqagent {__version__} from {tree.path(rel)}"
             _write(dest, rel, cpuid_mod.format_text(leaves, header), 0o644)
             count += 1
+        for cpu, value in tree.apic_base_read.items():
+            rel = f"dev/cpu/{cpu}/msr"
+            header = f"IA32_APIC_BASE read by irqagent {__version__} from {tree.path(rel)}"
+            _write(dest, rel, msr_mod.format_text({msr_mod.IA32_APIC_BASE: value}, header), 0o644)
+            count += 1
     except OSError as exc:
         raise IrqagentError(f"snapshot: cannot write into {dest}: {describe_oserror(exc)}") from None
     return count
 
 
-def _copy_one(tree: KernelTree, rel: str, text: Optional[str], dest: str) -> None:
+def _copy_one(tree: KernelTree, rel: str, text: Union[str, bytes, None], dest: str) -> None:
+    """One file as the reader saw it: text as read, binary tables (the MADT) byte for byte, a
+    directory whose presence counts (sys/bus/vmbus) as a directory, a symlink as a symlink."""
     source = tree.path(rel)
     info = os.lstat(source)
+    target = os.path.join(dest, rel)
     if stat.S_ISLNK(info.st_mode):
-        target = os.path.join(dest, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.symlink(os.readlink(source), target)
         return
-    if text is None:
+    if stat.S_ISDIR(info.st_mode):
+        os.makedirs(target, exist_ok=True)
+        _write(dest, f"{rel}/.present", "", 0o644)  # a directory that survives copies that drop empty ones
+        return
+    if text is None and stat.S_ISREG(info.st_mode):
         with open(source, "rb") as handle:
-            data = handle.read(1 << 16)
-        text = data.decode("utf-8", "replace")
-    _write(dest, rel, text, stat.S_IMODE(info.st_mode))
+            text = handle.read(1 << 16)
+    _write(dest, rel, text or "", stat.S_IMODE(info.st_mode))
 
 
-def _write(dest: str, rel: str, text: str, mode: int) -> None:
+def _write(dest: str, rel: str, text: Union[str, bytes], mode: int) -> None:
     target = os.path.join(dest, rel)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with open(target, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    with open(target, "wb") as handle:
+        handle.write(data)
     os.chmod(target, mode)

@@ -12,53 +12,226 @@ from conftest import FIXTURES, read, run_process, write
 # SPEC.md: the keys of every element of "irqs".
 SPEC_IRQ_KEYS = set("irq chip name device destination affinity effective target status compliant errno detail".split())
 
+def hv(vendor, vmm, ext, offered, source):
+    return {"vendor": vendor, "vmm": vmm, "ext_dest_id": ext, "ext_dest_id_offered": offered, "source": source}
+
+
+X2_MSR_8 = ("x2apic", "msr", 255)  # x2APIC read from IA32_APIC_BASE, 8-bit destinations: APIC IDs 0-255
+X2_MSR_15 = ("x2apic", "msr", 32767)  # the extended destination ID in use
+XAPIC_MSR = ("xapic", "msr", 254)
+QEMU_8 = hv("kvm", "qemu", False, False, "cpuid")  # KVM leaf 0x40000001 EAX bit 15 clear, DMI "QEMU"
+QEMU_15 = hv("kvm", "qemu", True, True, "inferred")  # an online APIC ID > 255 outranks CPUID
+
+# fixture: (exit status, hypervisor, (apic.mode, mode_source, limit), refused vCPUs (enabled, hot-plug slots),
+#           {chip: (destination, source, reachable, unreachable)}) -- from irqagent/devtools/profiles.py and
+# the rules of the README's reachability model; reachable/unreachable cover every CPU whose APIC ID is known.
 EXPECTED = {
-    # fixture: (exit status, hypervisor vendor, ext_dest_id, source, {chip: (destination, reachable, unreachable)})
-    "kvm-300-8bit": (
-        1,
-        "kvm",
-        False,
-        "cpuid",
-        {"IO-APIC": ("8bit", "0-254", "255-299"), "PCI-MSI": ("8bit", "0-254", "255-299")},
+    "bhyve-288": (
+        0,
+        hv("bhyve", "bhyve", True, True, "inferred"),
+        X2_MSR_15,
+        (0, 0),
+        {"IO-APIC": ("15bit", "inferred", "0-287", ""), "PCI-MSIX-0000:00:01.0": ("15bit", "inferred", "0-287", "")},
     ),
-    "kvm-300-extdest": (0, "kvm", True, "cpuid", {"IO-APIC": ("15bit", "0-299", "")}),
-    "hyperv-ir": (
+    # bhyve offers the extended ID, but 6.12 has no bhyve hook: xAPIC, APIC IDs 255-287 refused
+    "bhyve-288-old-kernel": (
         1,
-        "hyperv",
-        False,
-        "cpuid",
-        {"IR-IO-APIC": ("hyperv-ir", "0-254", "255-299"), "HV-PCI-MSIX": ("any", "0-299", "")},
+        hv("bhyve", "bhyve", False, True, "inferred"),
+        XAPIC_MSR,
+        (33, 0),
+        {"IO-APIC": ("8bit", "inferred", "0-254", "255-287")},
     ),
-    "remapped": (
+    # MSIs 15-bit; Cloud Hypervisor's IO-APIC uses RTE bits 63-56 only: APIC IDs 0-255
+    "cloud-hypervisor-320": (
         1,
-        "kvm",
-        False,
-        "cpuid",
-        {"IR-IO-APIC": ("remapped", "0-299", ""), "DMAR-MSI": ("8bit", "0-254", "255-299")},
+        hv("kvm", "cloud-hypervisor", True, True, "inferred"),
+        X2_MSR_15,
+        (0, 0),
+        {"IO-APIC": ("8bit", "vmm", "0-255", "256-319"), "PCI-MSIX-0000:00:01.0": ("15bit", "inferred", "0-319", "")},
     ),
-    "xen-evtchn": (0, "xen", False, "cpuid", {"xen-dyn": ("any", "0-299", ""), "xen-percpu": ("none", "", "")}),
-    "sparse-apic": (1, "kvm", False, "cpuid", {"PCI-MSI": ("8bit", "0-31", "32-63")}),
-    "apic-255": (1, "kvm", False, "cpuid", {"IO-APIC": ("8bit", "0-2", "3")}),
-    "managed": (1, "kvm", False, "cpuid", {"PCI-MSI": ("8bit", "0-254", "255-299")}),
-    "old-kernel": (1, "unknown", False, "default", {"IO-APIC": ("8bit", "0-254", "255-299")}),
-    "inferred-15bit": (0, "unknown", True, "inferred", {"PCI-MSI": ("15bit", "0-299", "")}),
-    "numa-spread": (0, "kvm", False, "cpuid", {"PCI-MSI": ("8bit", "0-15", "")}),
-    "live-kvm-2cpu": (0, "kvm", False, "cpuid", {"IO-APIC": ("8bit", "0-1", "")}),
+    "hyperv-extdest": (
+        0,
+        hv("hyperv", "hyper-v", True, True, "inferred"),
+        X2_MSR_15,
+        (0, 0),
+        {"IO-APIC": ("15bit", "inferred", "0-299", ""), "Hyper-V PCIe MSI": ("any", "chip", "0-299", "")},
+    ),
+    # the hyperv-iommu stub: CPU number <= 255 and APIC ID <= 255; its IRQs already sit on 0-255
+    "hyperv-stub-cpuid": (
+        0,
+        hv("hyperv", "hyper-v", False, False, "chip"),
+        X2_MSR_8,
+        (0, 0),
+        {"IR-IO-APIC": ("hyperv-ir", "chip", "0-255", "256-299"), "Hyper-V PCIe MSI": ("any", "chip", "0-299", "")},
+    ),
+    "hyperv-stub-nocpuid": (
+        0,
+        hv("hyperv", "hyper-v", False, None, "chip"),
+        ("x2apic", "inferred", 255),  # APIC ID 299 online: only x2APIC names it
+        (0, 0),
+        {"IR-IO-APIC": ("hyperv-ir", "chip", "0-255", "256-299"), "Hyper-V PCIe MSI": ("any", "chip", "0-299", "")},
+    ),
+    "inferred-15bit": (
+        0,
+        hv("unknown", None, True, None, "inferred"),
+        ("x2apic", "inferred", 32767),
+        (0, 0),
+        {"IO-APIC": ("15bit", "inferred", "0-299", ""), "PCI-MSI": ("15bit", "inferred", "0-299", "")},
+    ),
+    "kvm-300-extdest": (
+        0,
+        QEMU_15,
+        X2_MSR_15,
+        (0, 0),
+        {"IO-APIC": ("15bit", "inferred", "0-299", ""), "PCI-MSI": ("15bit", "inferred", "0-299", "")},
+    ),
+    # the development machine: no msr device, no DMI in the snapshot
+    "live-kvm-2cpu": (
+        0,
+        hv("kvm", None, False, False, "cpuid"),
+        (None, None, None),
+        (0, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-1", ""), "PCI-MSIX-0000:00:01.0": ("8bit", "cpuid", "0-1", "")},
+    ),
+    # managed vectors (0444) spread by the kernel over online CPUs: compliant
+    "managed": (
+        0,
+        QEMU_8,
+        X2_MSR_8,
+        (0, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-15", ""), "PCI-MSIX-0000:00:02.0": ("8bit", "cpuid", "0-15", "")},
+    ),
+    "numa-spread": (
+        0,
+        QEMU_8,
+        X2_MSR_8,
+        (0, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-15", ""), "PCI-MSI": ("8bit", "cpuid", "0-15", "")},
+    ),
+    # no cpuid/msr device: vendor unknown, DMI still names QEMU; 64 vCPUs fit any mode
+    "old-kernel": (
+        0,
+        hv("unknown", "qemu", False, None, "default"),
+        (None, None, None),
+        (0, 0),
+        {"IO-APIC": ("8bit", "default", "0-63", ""), "PCI-MSI": ("8bit", "default", "0-63", "")},
+    ),
+    # QEMU's VT-d fault interrupt in physical mode (no remapping): APIC IDs 0-255
+    "qemu-intremap-off-extdest": (
+        1,
+        QEMU_15,
+        X2_MSR_15,
+        (0, 0),
+        {"DMAR-MSI": ("8bit", "vmm", "0-255", "256-287"), "IO-APIC": ("15bit", "inferred", "0-287", "")},
+    ),
+    "qemu-kvm-256": (
+        0,
+        QEMU_8,
+        X2_MSR_8,
+        (0, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-255", ""), "PCI-MSIX-0000:00:01.0": ("8bit", "cpuid", "0-255", "")},
+    ),
+    # CPUs 256-287 refused (present, offline): their APIC IDs come from the MADT
+    "qemu-kvm-288-8bit": (
+        1,
+        QEMU_8,
+        X2_MSR_8,
+        (32, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-255", "256-287"), "PCI-MSIX-0000:00:02.0": ("8bit", "cpuid", "0-255", "256-287")},
+    ),
+    "qemu-kvm-288-extdest": (
+        0,
+        QEMU_15,
+        X2_MSR_15,
+        (0, 0),
+        {"IO-APIC": ("15bit", "inferred", "0-287", ""), "PCI-MSIX-0000:00:02.0": ("15bit", "inferred", "0-287", "")},
+    ),
+    # remapped; DMAR-MSI in the cluster x2APIC mode Linux uses with remapping: APIC IDs 0-7
+    "qemu-vtd-288": (
+        1,
+        hv("kvm", "qemu", False, True, "chip"),
+        X2_MSR_8,
+        (0, 0),
+        {
+            "DMAR-MSI": ("8bit", "vmm", "0-7", "8-287"),
+            "IR-IO-APIC": ("remapped", "chip", "0-287", ""),
+            "IR-PCI-MSIX-0000:00:01.0": ("remapped", "chip", "0-287", ""),
+        },
+    ),
+    "refused-510-kvm": (
+        1,
+        QEMU_8,
+        XAPIC_MSR,
+        (33, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-254", "255-287"), "PCI-MSI": ("8bit", "cpuid", "0-254", "255-287")},
+    ),
+    "refused-61-kvm": (
+        1,
+        QEMU_8,
+        X2_MSR_8,
+        (32, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-255", "256-287"), "PCI-MSI": ("8bit", "cpuid", "0-255", "256-287")},
+    ),
+    "refused-612-tcg": (
+        1,
+        hv("tcg", "qemu", False, False, "default"),
+        XAPIC_MSR,
+        (33, 0),
+        {"IO-APIC": ("8bit", "default", "0-254", "255-287")},
+    ),
+    # hot-plug slots 200-299: 200-255 reachable if they come online, 256-299 never can (not refused: exit 0)
+    "refused-slots": (
+        0,
+        QEMU_8,
+        X2_MSR_8,
+        (0, 44),
+        {"IO-APIC": ("8bit", "cpuid", "0-255", "256-299")},
+    ),
+    # CPUs 6 and 7 have APIC IDs 256 and 455
+    "refused-sparse": (
+        1,
+        QEMU_8,
+        X2_MSR_8,
+        (2, 0),
+        {"IO-APIC": ("8bit", "cpuid", "0-5", "6-7"), "PCI-MSIX-0000:00:01.0": ("8bit", "cpuid", "0-5", "6-7")},
+    ),
+    "vendor-510-384": (
+        0,
+        hv("kvm", "ec2-nitro", True, True, "inferred"),
+        X2_MSR_15,
+        (0, 0),
+        {"IO-APIC": ("15bit", "inferred", "0-383", ""), "PCI-MSI": ("15bit", "inferred", "0-383", "")},
+    ),
+    "xen-hvm-128": (
+        0,
+        hv("xen", "xen", False, False, "cpuid"),
+        X2_MSR_8,
+        (0, 0),
+        {
+            "xen-dyn": ("any", "chip", "0-127", ""),
+            "xen-pirq": ("any", "chip", "0-127", ""),
+            "xen-percpu": ("none", "chip", "", ""),
+        },
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_audit_json_of_every_fixture(tree, cli, name):
-    code, vendor, ext, source, controllers = EXPECTED[name]
+    code, hypervisor, (mode, mode_source, limit), (refused, slots), controllers = EXPECTED[name]
     root = tree(name)
     result = cli("audit", "--root", root, "--format", "json")
     assert result.code == code, result.err
     doc = result.json()
     assert doc["schema"] == "irqagent.report/1" and doc["command"] == "audit" and doc["root"] == root
-    assert doc["hypervisor"] == {"vendor": vendor, "ext_dest_id": ext, "source": source}
-    found = {c["chip"]: (c["destination"], c["reachable"], c["unreachable"]) for c in doc["controllers"]}
+    assert doc["hypervisor"] == hypervisor
+    assert (doc["apic"]["mode"], doc["apic"]["mode_source"], doc["apic"]["limit"]) == (mode, mode_source, limit)
+    found = {c["chip"]: (c["destination"], c["source"], c["reachable"], c["unreachable"]) for c in doc["controllers"]}
     for chip, expected in controllers.items():
-        assert found[chip] == expected
+        assert found[chip] == expected, chip
+    enabled = [cpu for cpu in doc["refused_cpus"] if not cpu["online_capable"]]
+    assert (len(enabled), len(doc["refused_cpus"]) - len(enabled)) == (refused, slots)
+    assert (doc["refused_fix"] is None) == (not doc["refused_cpus"])
     irqs = [irq["irq"] for irq in doc["irqs"]]
     assert irqs == sorted(irqs) and len(irqs) == len([d for d in os.listdir(f"{root}/proc/irq") if d.isdigit()])
     for irq in doc["irqs"]:
@@ -66,61 +239,68 @@ def test_audit_json_of_every_fixture(tree, cli, name):
     summary = doc["summary"]
     assert summary["irqs"] == len(irqs) and summary["compliant"] + summary["noncompliant"] == len(irqs)
     assert summary["writes"] == 0 and sum(summary["by_status"].values()) == len(irqs)
-    assert (summary["noncompliant"] > 0) == (code == 1)
+    # exit 1: an IRQ does not comply, or enabled vCPUs were refused (hot-plug slots alone do not count)
+    assert (summary["noncompliant"] > 0 or refused > 0) == (code == 1)
 
 
 def test_audit_never_writes(tree, cli):
-    root = tree("kvm-300-8bit")
-    before = {p: read(root, p) for p in ("proc/irq/24/smp_affinity_list", "proc/irq/default_smp_affinity")}
+    root = tree("cloud-hypervisor-320")
+    before = {p: read(root, p) for p in ("proc/irq/4/smp_affinity_list", "proc/irq/default_smp_affinity")}
     assert cli("audit", "--root", root).code == 1
     assert cli("apply", "--root", root, "--dry-run").code == 1
     assert {p: read(root, p) for p in before} == before
 
 
 def test_dry_run_report_is_worded_would_change(tree, cli):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     result = cli("apply", "--root", root, "--dry-run", "--format", "json")
     doc = result.json()
     assert doc["command"] == "apply" and doc["dry_run"] is True
-    assert doc["summary"]["by_status"] == {"would-change": 12}
-    row = next(irq for irq in doc["irqs"] if irq["irq"] == 24)
-    assert (row["affinity"], row["target"], row["compliant"]) == ("0-299", "0-254", False)
-    assert row["device"] == "0000:00:01.0"
+    # the 5 IO-APIC lines (its IO-APIC reaches APIC IDs 0-255); the 7 MSI-X vectors are 15-bit
+    assert doc["summary"]["by_status"] == {"would-change": 5, "ok": 7}
+    rows = {irq["irq"]: irq for irq in doc["irqs"]}
+    assert (rows[4]["affinity"], rows[4]["target"], rows[4]["compliant"]) == ("0-319", "0-255", False)
+    assert (rows[4]["status"], rows[4]["device"]) == ("would-change", None)
+    assert (rows[24]["status"], rows[24]["target"], rows[24]["device"]) == ("ok", "0-319", "0000:00:01.0")
 
 
 def test_apply_then_second_apply_then_restore(tree, cli, tmp_path):
     root = tree("managed")
-    first = cli("apply", "--root", root, "--format", "json")
+    # An operator's hypervisor delivers to APIC IDs 0-7 only: every chip, so default_smp_affinity too.
+    config = tmp_path / "c.toml"
+    config.write_text('[[controller]]\nchip = "*"\ndestination = "8bit"\nreachable_apic_ids = "0-7"\n')
+    first = cli("apply", "--root", root, "--config", str(config), "--format", "json")
     doc = first.json()
-    # managed IRQ 40 holds unreachable CPU 255 and cannot be fixed: exit 1
+    # managed IRQs 42 and 43 (0444, on CPUs 8 and 12) hold unreachable CPUs and cannot be fixed: exit 1
     assert first.code == 1
-    assert doc["summary"]["by_status"] == {"changed": 8, "managed": 2}
-    assert doc["summary"]["writes"] == 9
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-254"
-    second = cli("apply", "--root", root, "--format", "json").json()
+    assert doc["summary"]["by_status"] == {"changed": 6, "managed": 4}
+    assert doc["summary"]["writes"] == 7  # IO-APIC 1, 4, 8, 9, 12, MSI-X 24, default_smp_affinity
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-7"
+    assert read(root, "proc/irq/42/smp_affinity_list") == "8"
+    second = cli("apply", "--root", root, "--config", str(config), "--format", "json").json()
     assert second["summary"]["writes"] == 0
-    restored = cli("restore", "--root", root, "--format", "json")
-    assert restored.code == 0 and restored.json()["summary"]["writes"] == 9
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    restored = cli("restore", "--root", root, "--config", str(config), "--format", "json")
+    assert restored.code == 0 and restored.json()["summary"]["writes"] == 7
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-15"
 
 
 def test_output_file_is_written_atomically(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     out = tmp_path / "report.json"
     out.write_text("old")
     result = cli("audit", "--root", root, "--format", "json", "--output", str(out))
     assert result.code == 1 and result.out == ""
     assert json.loads(out.read_text())["schema"] == "irqagent.report/1"
-    assert sorted(os.listdir(tmp_path)) == sorted(["kvm-300-8bit", "report.json"])
+    assert sorted(os.listdir(tmp_path)) == sorted(["cloud-hypervisor-320", "report.json"])
 
 
 def test_text_report_header_lines_and_summary(tree, cli):
-    result = cli("audit", "--root", tree("kvm-300-8bit"))
+    result = cli("audit", "--root", tree("cloud-hypervisor-320"))
     lines = result.out.splitlines()
     assert lines[0].startswith(f"irqagent {__version__} audit of ")
-    assert any(line.split()[:2] == ["hypervisor", "kvm"] for line in lines)
-    assert any("IO-APIC" in line and "0-254" in line and "255-299" in line for line in lines)
-    assert lines[-1] == "audit: 12 IRQs, 0 compliant, 12 non-compliant, 0 writes (would-change 12)"
+    assert any(line.split()[:2] == ["hypervisor", "kvm"] and "cloud-hypervisor" in line for line in lines)
+    assert any(line.split()[:5] == ["IO-APIC", "8bit", "vmm", "0-255", "256-319"] for line in lines)
+    assert lines[-1] == "audit: 12 IRQs, 7 compliant, 5 non-compliant, 0 writes (ok 7, would-change 5)"
     assert max(len(line) for line in lines) <= 80
     assert "\x1b[" not in result.out
 
@@ -221,11 +401,13 @@ def test_version_and_help_from_a_real_process():
 
 
 def test_subprocess_audit_of_a_fixture_exit_status(tree):
-    result = run_process("audit", "--root", tree("kvm-300-8bit"), "--format", "json", "--state-dir", "/nonexistent")
-    assert result.returncode == 1 and json.loads(result.stdout)["summary"]["noncompliant"] == 12
+    result = run_process(
+        "audit", "--root", tree("cloud-hypervisor-320"), "--format", "json", "--state-dir", "/nonexistent"
+    )
+    assert result.returncode == 1 and json.loads(result.stdout)["summary"]["noncompliant"] == 5
     assert result.stderr == ""
 
 
 def test_fixture_dir_list_matches_expectations():
     names = {name for name in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, name))}
-    assert names - {"real-files"} == set(EXPECTED)
+    assert names - {"real-files", "real-guests"} == set(EXPECTED)

@@ -2,21 +2,25 @@ from hypothesis import given, settings, strategies as st
 
 from irqagent import cpumask
 from irqagent.config import Config, Policy, parse_config
-from irqagent.controllers import build_controllers, chip_counts
 from irqagent.facts import IrqFacts
 from irqagent.journal import EMPTY, Journal, JournalEntry
-from irqagent.plan import make_plan
-from irqagent.platform import decide_platform
+from irqagent.runner import build_model
 
 from conftest import make_facts
 
+# Cloud Hypervisor's DMI (vmm/src/vm.rs smbios), as its guests show it in sys/class/dmi/id.
+CLOUD_HYPERVISOR = {"sys_vendor": "Cloud Hypervisor", "product_name": "cloud-hypervisor", "bios_vendor": "cloud-hypervisor"}
+X2APIC_ON = 0xFEE00D00  # IA32_APIC_BASE of a BSP with xAPIC global enable (bit 11) and x2APIC (bit 10)
+
+
+def cloud_hypervisor(irqs, cpus=320, **kwargs):
+    """A 320-vCPU Cloud Hypervisor guest (6.12, every vCPU online with 15-bit MSIs): its IO-APIC builds
+    the destination from RTE bits 63-56 only (devices/src/ioapic.rs), so IO-APIC IRQs reach APIC IDs 0-255."""
+    return make_facts(cpus=cpus, kernel="6.12.0", dmi=CLOUD_HYPERVISOR, apic_base=X2APIC_ON, irqs=irqs, **kwargs)
+
 
 def plan_for(facts, config=None, journal=EMPTY):
-    config = config or Config()
-    chips = chip_counts(irq.chip for irq in facts.irqs)
-    platform = decide_platform(facts, config, chips)
-    controllers = build_controllers(chips, platform, facts.topology, config)
-    return make_plan(facts, config, controllers, journal)
+    return build_model(facts, config or Config(), journal).plan
 
 
 def rows(plan):
@@ -24,32 +28,34 @@ def rows(plan):
 
 
 def test_restrict_removes_unreachable_cpus():
-    facts = make_facts(cpus=300, kernel="5.4.0", irqs=[(24, "PCI-MSI", "0-299"), (25, "PCI-MSI", "250-299")])
+    facts = cloud_hypervisor([(4, "IO-APIC", "0-319"), (12, "IO-APIC", "250-319"), (24, "PCI-MSI", "0-319")])
     r = rows(plan_for(facts))
-    assert (r[24].status, r[24].target, r[24].compliant) == ("would-change", "0-254", False)
-    assert r[25].target == "250-254"
-    assert "CPUs 255-299 are unreachable under 8-bit destination" in r[24].detail
+    assert (r[4].status, r[4].target, r[4].compliant) == ("would-change", "0-255", False)
+    assert r[12].target == "250-255"
+    assert "CPUs 256-319 are unreachable for this IO-APIC" in r[4].detail
+    assert (r[24].status, r[24].target, r[24].compliant) == ("ok", "0-319", True)  # its MSIs are 15-bit
 
 
 def test_fallback_to_every_reachable_cpu_when_nothing_is_left():
-    facts = make_facts(cpus=300, kernel="5.4.0", irqs=[(24, "PCI-MSI", "260-270")])
-    row = rows(plan_for(facts))[24]
-    assert row.target == "0-254" and "using every allowed CPU" in row.detail
+    facts = cloud_hypervisor([(4, "IO-APIC", "260-270")])
+    row = rows(plan_for(facts))[4]
+    assert row.target == "0-255" and "using every allowed CPU" in row.detail
 
 
 def test_compliant_irq_is_ok_and_keeps_its_mask():
-    facts = make_facts(cpus=300, kernel="5.4.0", irqs=[(24, "PCI-MSI", "3-7")])
-    row = rows(plan_for(facts))[24]
+    facts = cloud_hypervisor([(4, "IO-APIC", "3-7")])
+    row = rows(plan_for(facts))[4]
     assert (row.status, row.target, row.compliant) == ("ok", "3-7", True)
 
 
 def test_offline_cpus_do_not_count_and_are_never_written():
-    online = cpumask.parse_cpulist("0-2,4-299")
-    facts = make_facts(cpus=300, kernel="5.4.0", online=online, irqs=[(24, "PCI-MSI", "3"), (25, "PCI-MSI", "3,260")])
-    r = rows(plan_for(facts))
-    # Only an offline CPU: complies, but the kernel would deliver anywhere: pin it to reachable CPUs.
-    assert (r[24].status, r[24].compliant, r[24].target) == ("would-change", True, "0-2,4-254")
-    assert r[25].target == "0-2,4-254"  # 3 is offline: never written
+    online = cpumask.parse_cpulist("0-2,4-319")
+    irqs = [(4, "IO-APIC", "3"), (8, "IO-APIC", "3,260"), (9, "IO-APIC", "2-3,280")]
+    r = rows(plan_for(cloud_hypervisor(irqs, online=online)))
+    # Only an offline CPU: the kernel shut the IRQ down or moved it: it complies and is never rewritten.
+    assert (r[4].status, r[4].compliant, r[4].target) == ("ok", True, "3")
+    assert r[8].target == "0-2,4-255"  # 3 is offline: never written
+    assert (r[9].status, r[9].target) == ("would-change", "2")
 
 
 def test_invalid_mask_is_failed_and_the_run_goes_on():
@@ -60,16 +66,22 @@ def test_invalid_mask_is_failed_and_the_run_goes_on():
     assert r[26].status == "ok"
 
 
+BROADCAST_255 = '[reachability]\napic_id_255 = "broadcast"\n'
+
+
 def test_managed_irq_is_never_written_and_says_how_to_fix():
-    facts = make_facts(cpus=300, kernel="5.4.0", irqs=[(40, "PCI-MSI", "255-260", False), (41, "PCI-MSI", "1", False)])
-    r = rows(plan_for(facts))
+    # 256 flat vCPUs under a hypervisor that keeps KVM's broadcast quirk: APIC ID 255 is unreachable.
+    facts = make_facts(cpus=256, kernel="6.12.0", irqs=[(40, "PCI-MSI", "252-255", False), (41, "PCI-MSI", "1", False)])
+    r = rows(plan_for(facts, parse_config(BROADCAST_255)))
     assert (r[40].status, r[40].compliant, r[40].target) == ("managed", False, None)
-    assert "irqaffinity=0-254" in r[40].detail and "isolcpus=managed_irq,255-299" in r[40].detail
+    assert "irqaffinity=0-254" in r[40].detail and "isolcpus=managed_irq,255" in r[40].detail
     assert (r[41].status, r[41].compliant) == ("managed", True)
+    # With the default (unicast) APIC ID 255 the same guest is consistent: nothing to fix.
+    assert {(row.status, row.compliant) for row in plan_for(facts).rows} == {("managed", True)}
 
 
 def test_not_settable_chips_are_fixed_by_kernel():
-    facts = make_facts(cpus=300, irqs=[(0, "XT-PIC", "0-299"), (2, "HPET-MSI", "0")])
+    facts = cloud_hypervisor([(0, "XT-PIC", "0-319"), (2, "HPET-MSI", "0")])
     assert {row.status for row in plan_for(facts).rows} == {"fixed-by-kernel"}
 
 
@@ -99,11 +111,11 @@ def test_exclusions_from_config_and_cmdline():
 
 
 def test_rule_cpus_ignore_and_reachability():
-    config = parse_config('[[rule]]\nirq = "24"\ncpus = "2-3,260"\n[[rule]]\nirq = "25"\nignore = true\n')
-    facts = make_facts(cpus=300, kernel="5.4.0", irqs=[(24, "PCI-MSI", "0-299"), (25, "PCI-MSI", "0-299")])
+    config = parse_config('[[rule]]\nirq = "4"\ncpus = "2-3,260"\n[[rule]]\nirq = "12"\nignore = true\n')
+    facts = cloud_hypervisor([(4, "IO-APIC", "0-319"), (12, "IO-APIC", "0-319")])
     r = rows(plan_for(facts, config))
-    assert r[24].target == "2-3" and "of which 260 are unreachable" in r[24].detail
-    assert (r[25].status, r[25].compliant) == ("ignored", False)
+    assert r[4].target == "2-3" and "of which 260 are unreachable" in r[4].detail
+    assert (r[12].status, r[12].compliant) == ("ignored", False)
 
 
 def test_journal_original_comes_back_after_hotplug():
@@ -119,15 +131,23 @@ def test_journal_original_comes_back_after_hotplug():
 
 def test_default_affinity_is_restricted():
     facts = make_facts(
-        cpus=300,
-        kernel="5.4.0",
+        cpus=256,
+        kernel="6.12.0",
         irqs=[(24, "PCI-MSI", "0")],
-        default_affinity=cpumask.format_hexmask((1 << 300) - 1, 300),
+        default_affinity=cpumask.format_hexmask((1 << 256) - 1, 256),
     )
-    plan = plan_for(facts)
+    plan = plan_for(facts, parse_config(BROADCAST_255))
     assert (plan.default_affinity.status, plan.default_affinity.target) == ("would-change", "0-254")
-    off = Config(policy=Policy(default_smp_affinity=False))
+    off = parse_config(BROADCAST_255 + "[policy]\ndefault_smp_affinity = false\n")
     assert plan_for(facts, off).default_affinity is None
+
+
+def test_default_affinity_is_not_narrowed_by_a_hypervisor_exception():
+    # New device IRQs on Cloud Hypervisor are 15-bit MSIs; its 8-bit IO-APIC lines all exist from boot.
+    everything = cpumask.format_hexmask((1 << 320) - 1, 320)
+    plan = plan_for(cloud_hypervisor([(4, "IO-APIC", "0-319")], default_affinity=everything))
+    assert (plan.default_affinity.status, plan.default_affinity.target) == ("ok", "0-319")
+    assert rows(plan)[4].target == "0-255"
 
 
 def test_spread_mode_plans_one_cpu_per_irq_and_is_stable():
@@ -150,45 +170,47 @@ def test_spread_mode_plans_one_cpu_per_irq_and_is_stable():
     assert {row.status for row in plan_for(applied, config).rows} == {"ok"}
 
 
-masks = st.integers(0, (1 << 300) - 1)
+masks = st.integers(0, (1 << 320) - 1)
 
 
 @settings(max_examples=80, deadline=None)
 @given(
     st.lists(st.tuples(masks, st.booleans()), min_size=1, max_size=8),
-    st.integers(1, (1 << 300) - 1),
-    st.integers(0, (1 << 300) - 1),
+    st.integers(1, (1 << 320) - 1),
+    st.integers(0, (1 << 320) - 1),
 )
 def test_plan_invariants(irq_masks, online, excluded):
     """Every target is non-empty, online and reachable; excluded CPUs only when nothing else is left;
     writing the targets and planning again changes nothing."""
-    irqs = [(24 + i, "PCI-MSI", cpumask.format_cpulist(mask), writable) for i, (mask, writable) in enumerate(irq_masks)]
-    facts = make_facts(cpus=300, kernel="5.4.0", online=online, irqs=irqs)
+    irqs = [(24 + i, "IO-APIC", cpumask.format_cpulist(mask), writable) for i, (mask, writable) in enumerate(irq_masks)]
+    facts = cloud_hypervisor(irqs, online=online)
     config = Config(policy=Policy(exclude_cpus=excluded))
     plan = plan_for(facts, config)
-    reachable = online & ((1 << 255) - 1)
-    for row in plan.rows:
+    reachable = online & ((1 << 256) - 1)  # Cloud Hypervisor's IO-APIC: APIC IDs 0-255
+    for row, (mask, _) in zip(plan.rows, irq_masks):
         if row.status == "would-change":
             assert row.target_mask and row.target_mask & ~reachable == 0
             if reachable & ~excluded:
                 assert row.target_mask & excluded == 0
         if row.status == "unreachable":
             assert reachable == 0
+        if not mask & online:  # no online CPU in the mask: complies, never rewritten
+            assert row.status in ("ok", "managed") and row.compliant
     applied = [
-        (row.irq, "PCI-MSI", row.target if row.status == "would-change" else row.affinity, writable)
+        (row.irq, "IO-APIC", row.target if row.status == "would-change" else row.affinity, writable)
         for row, (_, writable) in zip(plan.rows, irq_masks)
     ]
-    again = plan_for(make_facts(cpus=300, kernel="5.4.0", online=online, irqs=applied), config)
+    again = plan_for(cloud_hypervisor(applied, online=online), config)
     assert not again.writes
 
 
 def test_effective_affinity_on_an_unreachable_cpu_is_mentioned():
-    irq = IrqFacts(irq=24, chip="PCI-MSI", name="q", affinity_text="0-254", effective_text="280")
-    row = rows(plan_for(make_facts(cpus=300, kernel="5.4.0", irqs=[irq])))[24]
+    irq = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-255", effective_text="280")
+    row = rows(plan_for(cloud_hypervisor([irq])))[4]
     assert (row.status, row.compliant) == ("ok", True)
     assert "still delivers it to CPU 280 until its next interrupt" in row.detail
-    garbage = IrqFacts(irq=24, chip="PCI-MSI", name="q", affinity_text="0-254", effective_text="zz")
-    assert rows(plan_for(make_facts(cpus=300, kernel="5.4.0", irqs=[garbage])))[24].detail == ""
+    garbage = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-255", effective_text="zz")
+    assert rows(plan_for(cloud_hypervisor([garbage])))[4].detail == ""
 
 
 def test_unknown_chip_is_named_in_the_irq_detail():

@@ -18,8 +18,15 @@ REQUIRED = {
     "irqagent_last_run_timestamp_seconds",
     "irqagent_last_run_duration_seconds",
     "irqagent_ext_dest_id",
+    "irqagent_refused_cpus",
+    "irqagent_refused_cpu_slots",
     "irqagent_info",
 }
+
+
+def samples(text):
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    return {(f.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
 
 
 def lint(text):
@@ -48,25 +55,56 @@ def lint(text):
 
 
 def test_every_family_parses_and_lints(tree, cli):
-    result = cli("audit", "--root", tree("managed"), "--format", "prometheus")
+    # QEMU/KVM, 288 vCPUs, no extended destination ID: CPUs 256-287 refused, 4 managed virtio-blk vectors
+    result = cli("audit", "--root", tree("qemu-kvm-288-8bit"), "--format", "prometheus")
     assert result.code == 1
     types = lint(result.out)
     assert REQUIRED <= set(types)
-    families = {family.name: family for family in text_string_to_metric_families(result.out)}
-    value = {(f.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
-    assert value[("irqagent_irqs", (("status", "managed"),))] == 2
-    assert value[("irqagent_irqs", (("status", "would-change"),))] == 8
-    assert value[("irqagent_noncompliant_irqs", ())] == 10 - 1
-    assert value[("irqagent_controller_unreachable_cpus", (("chip", "PCI-MSI"), ("destination", "8bit")))] == 45
+    value = samples(result.out)
+    assert value[("irqagent_irqs", (("status", "managed"),))] == 4
+    assert value[("irqagent_irqs", (("status", "ok"),))] == 10
+    assert value[("irqagent_noncompliant_irqs", ())] == 0
+    assert (value[("irqagent_refused_cpus", ())], value[("irqagent_refused_cpu_slots", ())]) == (32, 0)
+    io_apic = (("chip", "IO-APIC"), ("destination", "8bit"))
+    assert value[("irqagent_controller_reachable_cpus", io_apic)] == 256  # online CPUs 0-255
+    assert value[("irqagent_controller_unreachable_cpus", io_apic)] == 0  # the refused ones are not online
     assert value[("irqagent_ext_dest_id", ())] == 0
 
 
+def test_gauges_of_a_guest_with_something_to_fix(tree, cli):
+    # Cloud Hypervisor: 15-bit MSIs, an 8-bit IO-APIC (APIC IDs 0-255) holding the 5 legacy IRQs on 0-319
+    result = cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus")
+    assert result.code == 1
+    lint(result.out)
+    value = samples(result.out)
+    assert value[("irqagent_irqs", (("status", "would-change"),))] == 5
+    assert value[("irqagent_irqs", (("status", "ok"),))] == 7
+    assert value[("irqagent_noncompliant_irqs", ())] == 5
+    assert value[("irqagent_controller_unreachable_cpus", (("chip", "IO-APIC"), ("destination", "8bit")))] == 64
+    msix = (("chip", "PCI-MSIX-0000:00:01.0"), ("destination", "15bit"))
+    assert (value[("irqagent_controller_reachable_cpus", msix)], value[("irqagent_controller_unreachable_cpus", msix)]) == (
+        320,
+        0,
+    )
+    assert value[("irqagent_ext_dest_id", ())] == 1
+    assert (value[("irqagent_refused_cpus", ())], value[("irqagent_refused_cpu_slots", ())]) == (0, 0)
+
+
+def test_hot_plug_slots_beyond_the_limit_are_their_own_gauge(tree, cli):
+    # 100 Online Capable slots with APIC IDs 200-299 under the 8-bit limit 255: 256-299 can never come online
+    result = cli("audit", "--root", tree("refused-slots"), "--format", "prometheus")
+    assert result.code == 0
+    value = samples(result.out)
+    assert (value[("irqagent_refused_cpus", ())], value[("irqagent_refused_cpu_slots", ())]) == (0, 44)
+
+
 def test_apply_counts_writes_and_failures(tree, cli):
-    root = tree("kvm-300-8bit")
-    write(root, "proc/irq/24/smp_affinity_list", "zz\n")
+    root = tree("cloud-hypervisor-320")
+    write(root, "proc/irq/4/smp_affinity_list", "zz\n")
     result = cli("apply", "--root", root, "--format", "prometheus")
     lint(result.out)
-    assert "irqagent_writes_total 12\n" in result.out  # 11 IRQs + default_smp_affinity
+    assert "irqagent_writes_total 4\n" in result.out  # IO-APIC IRQs 1, 8, 9, 12; the MSIs comply
+    assert samples(result.out)[("irqagent_irqs", (("status", "failed"),))] == 1
 
 
 def test_label_values_are_escaped(tree, cli):
@@ -79,8 +117,8 @@ def test_output_file_is_replaced_atomically(tree, cli, tmp_path):
     out = tmp_path / "irqagent.prom"
     out.write_text("stale\n")
     inode = os.stat(out).st_ino
-    assert cli("audit", "--root", tree("apic-255"), "--format", "prometheus", "--output", str(out)).code == 1
+    assert cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus", "--output", str(out)).code == 1
     assert os.stat(out).st_ino != inode  # a new file renamed over the old one, never rewritten in place
     assert oct(os.stat(out).st_mode & 0o777) == "0o644"
-    assert sorted(os.listdir(tmp_path)) == ["apic-255", "irqagent.prom"]
+    assert sorted(os.listdir(tmp_path)) == ["cloud-hypervisor-320", "irqagent.prom"]
     lint(out.read_text())

@@ -18,7 +18,7 @@ def test_elide_keeps_both_ends():
 def test_colour_only_on_a_tty_without_no_color(tree):
     from irqagent.cli import main
 
-    root = tree("apic-255")
+    root = tree("cloud-hypervisor-320")  # IO-APIC IRQs would change
     out = Tty()
     main(
         ["audit", "--root", root, "--state-dir", "/nonexistent"],
@@ -33,17 +33,42 @@ def test_colour_only_on_a_tty_without_no_color(tree):
     assert "\x1b[" not in out.getvalue()
 
 
+CLOUD_HYPERVISOR = {"sys_vendor": "Cloud Hypervisor", "product_name": "cloud-hypervisor", "bios_vendor": "cloud-hypervisor"}
+QEMU = {"sys_vendor": "QEMU", "product_name": "Standard PC (Q35 + ICH9, 2009)", "bios_vendor": "SeaBIOS"}
+
+
 def test_big_sparse_guest_fits_80_columns(tmp_path, cli):
     from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 
-    root = str(tmp_path / "sparse")
-    # Every other CPU offline: long cpulists everywhere.
-    offline = sum(1 << cpu for cpu in range(1, 300, 2))
-    write_tree(
-        TreeSpec(cpus=300, offline=offline, kernel="5.4.0", irqs=guest_irqs(300, 20, "5.4.0"), cpuinfo_style="minimal"),
-        root,
-    )
-    for flags in ((), ("-v",)):
-        result = cli("audit", "--root", root, *flags)
-        assert result.code == 1
-        assert max(len(line) for line in result.out.splitlines()) <= 80
+    kernel = "6.12.118+deb13-amd64"
+    every_other = sum(1 << cpu for cpu in range(1, 320, 2))  # an operator offlined every other CPU
+    guests = {
+        # Cloud Hypervisor: its 8-bit IO-APIC lines would change to the even CPUs 0-254
+        "cloud-hypervisor": TreeSpec(
+            cpus=320,
+            offline=every_other,
+            kernel=kernel,
+            hypervisor="kvm",
+            ext_dest_id=True,
+            irqs=guest_irqs(320, 20, kernel, "kvm"),
+            cpuinfo_style="minimal",
+            dmi=CLOUD_HYPERVISOR,
+        ),
+        # QEMU/KVM without the extended destination ID: CPUs 256-287 refused as well
+        "qemu-8bit": TreeSpec(
+            cpus=288,
+            offline=(every_other & ((1 << 256) - 1)) | (((1 << 32) - 1) << 256),
+            kernel=kernel,
+            hypervisor="kvm",
+            irqs=guest_irqs(288, 20, kernel, "kvm"),
+            cpuinfo_style="minimal",
+            dmi=QEMU,
+        ),
+    }
+    for name, spec in guests.items():
+        root = str(tmp_path / name)
+        write_tree(spec, root)
+        for flags in ((), ("-v",)):
+            result = cli("audit", "--root", root, *flags)
+            assert result.code == 1, (name, result.err)
+            assert max(len(line) for line in result.out.splitlines()) <= 80, name

@@ -4,8 +4,19 @@ import pytest
 from hypothesis import given, strategies as st
 
 from irqagent.devtools.gentree import TreeSpec, _cpuinfo
+from irqagent.devtools.madtgen import qemu_madt
 from irqagent.errors import InputError
-from irqagent.topology import CpuinfoError, build_topology, has_x2apic_flag, parse_cpuinfo
+from irqagent.madt import parse_madt
+from irqagent.topology import (
+    CpuinfoError,
+    FirmwareCpu,
+    Topology,
+    build_topology,
+    has_x2apic_flag,
+    known_apic_ids,
+    offline_cpus,
+    parse_cpuinfo,
+)
 
 from conftest import FIXTURES
 
@@ -98,3 +109,55 @@ def test_binary_garbage(data):
         build_topology(data.decode("utf-8", "replace"), None, None)
     except InputError:
         pass
+
+
+# -- the MADT's offline vCPUs ----------------------------------------------------------------------
+
+def _topology(online_apics, online, present, possible):
+    return Topology(
+        apic_ids=online_apics,
+        online=online,
+        possible=possible,
+        nr_cpu_ids=possible.bit_length(),
+        x2apic_capable=True,
+        present=present,
+    )
+
+
+def test_refused_vcpus_keep_their_cpu_numbers_in_madt_order():
+    # 6.12 under QEMU TCG, -smp 288, intremap=off: present 0-287, online 0-254 (CPU N has APIC ID N).
+    madt = parse_madt(qemu_madt(range(288)))
+    topology = _topology({cpu: cpu for cpu in range(255)}, (1 << 255) - 1, (1 << 288) - 1, (1 << 288) - 1)
+    offline = offline_cpus(topology, madt)
+    assert offline == tuple(FirmwareCpu(cpu, cpu, False) for cpu in range(255, 288))
+    assert known_apic_ids(topology, offline)[287] == 287
+
+
+def test_sparse_apic_ids_pair_with_present_offline_numbers():
+    madt = parse_madt(qemu_madt([0, 1, 2, 3, 4, 5, 256, 455]))
+    topology = _topology({cpu: cpu for cpu in range(6)}, 0b111111, 0xFF, 0xFF)
+    assert offline_cpus(topology, madt) == (FirmwareCpu(6, 256, False), FirmwareCpu(7, 455, False))
+
+
+def test_entries_the_kernel_never_registered_have_no_number():
+    # 5.10 in xAPIC mode from boot skips x2APIC entries ("ACPI: x2apic entry ignored"): not present.
+    madt = parse_madt(qemu_madt(range(258)))
+    topology = _topology({cpu: cpu for cpu in range(255)}, (1 << 255) - 1, (1 << 255) - 1, (1 << 255) - 1)
+    assert offline_cpus(topology, madt) == tuple(FirmwareCpu(None, apic, False) for apic in (255, 256, 257))
+
+
+def test_hotplug_slots_take_possible_numbers_in_apic_id_order():
+    madt = parse_madt(qemu_madt([0, 1, 301, 300], enabled=[True, True, False, False], revision=5, online_capable=True))
+    topology = _topology({0: 0, 1: 1}, 0b11, 0b11, 0b1111)
+    assert offline_cpus(topology, madt) == (FirmwareCpu(2, 300, True), FirmwareCpu(3, 301, True))
+
+
+def test_an_operator_offlined_cpu_is_offline_with_its_own_apic_id():
+    madt = parse_madt(qemu_madt(range(4)))
+    topology = _topology({0: 0, 1: 1, 3: 3}, 0b1011, 0b1111, 0b1111)
+    assert offline_cpus(topology, madt) == (FirmwareCpu(2, 2, False),)
+
+
+def test_present_is_read_and_includes_online():
+    topology = build_topology("processor : 0\napicid : 0\n", "0", "0-3", "0-2")
+    assert (topology.online, topology.present, topology.possible) == (0b1, 0b111, 0b1111)

@@ -69,6 +69,7 @@ class TreeSpec:
     madt: bool = True  # write sys/firmware/acpi/tables/APIC (QEMU's layout) for every vCPU
     slots: Tuple[int, ...] = ()  # APIC IDs of MADT hot-plug slots (disabled entries) after the vCPUs
     madt_revision: int = 3  # QEMU 10 writes 3; ACPI 6.3+ firmware 5 (Online Capable slots)
+    madt_oem: bytes = b"BOCHS "  # the ACPI OEM ID of the hypervisor's tables
     apic_mode: Optional[str] = "x2apic"  # IA32_APIC_BASE in dev/cpu/N/msr (text form); None: no msr file
     dmi: Dict[str, str] = field(default_factory=dict)  # sys/class/dmi/id/<field>
     vmbus: bool = False  # sys/bus/vmbus (Hyper-V)
@@ -198,7 +199,7 @@ def _write_firmware(spec: TreeSpec, root: str) -> None:
     if spec.madt:
         apic_ids = [spec.apic_id(cpu) for cpu in range(spec.cpus)] + list(spec.slots)
         enabled = [True] * spec.cpus + [False] * len(spec.slots)
-        data = qemu_madt(apic_ids, enabled, spec.madt_revision, online_capable=spec.madt_revision >= 5)
+        data = qemu_madt(apic_ids, enabled, spec.madt_revision, spec.madt_revision >= 5, spec.madt_oem)
         _write_binary(root, f"{tables}/APIC", data)
     for name in spec.acpi_tables:
         _write_binary(root, f"{tables}/{name}", _acpi_stub(name.encode("ascii")))

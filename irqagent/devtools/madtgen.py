@@ -50,11 +50,13 @@ def qemu_madt(
     enabled: Optional[Sequence[bool]] = None,
     revision: int = 3,
     online_capable: bool = False,
+    oem_id: bytes = b"BOCHS ",
 ) -> bytes:
     """A QEMU q35 MADT for vCPUs with these APIC IDs (``enabled[i]`` False: a hot-plug slot).
 
     ``online_capable``: mark disabled entries Online Capable (firmware following ACPI 6.3,
-    revision 5); QEMU 10 itself writes revision 3 with flags 0 for absent vCPUs.
+    revision 5); QEMU 10 itself writes revision 3 with flags 0 for absent vCPUs.  ``oem_id``:
+    another hypervisor's OEM ID, for fixtures of other hypervisors (only the CPU entries matter).
     """
     entries: List[bytes] = []
     for uid, apic_id in enumerate(apic_ids):
@@ -68,4 +70,4 @@ def qemu_madt(
         entries.append(struct.pack("<BBHIB3x", 10, 12, 0, 0xFFFFFFFF, 1))  # x2APIC NMI: flags, UID (all), LINT1
     else:
         entries.append(struct.pack("<BBBHB", 4, 6, 0xFF, 0, 1))  # Local APIC NMI: UID (all), flags, LINT1
-    return build_table(entries, revision)
+    return build_table(entries, revision, (oem_id,) + QEMU_OEM[1:])

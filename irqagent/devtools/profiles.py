@@ -139,6 +139,7 @@ def cloud_hypervisor_320() -> TreeSpec:
         ext_dest_id=True,
         irqs=guest_irqs(320, 12, K612, "kvm"),
         cpuinfo_style="minimal",
+        madt_oem=b"CLOUDH",  # vmm/src/acpi.rs
         dmi={"sys_vendor": "Cloud Hypervisor", "product_name": "cloud-hypervisor", "bios_vendor": "cloud-hypervisor"},
     )
 
@@ -151,6 +152,7 @@ def hyperv_stub_nocpuid() -> TreeSpec:
         cpus=300,
         kernel="6.5.0-1025-azure",
         hypervisor="hyperv",
+        madt_oem=b"VRTUAL",  # Hyper-V's ACPI OEM ID
         cpuid=False,
         apic_mode=None,
         vmbus=True,
@@ -166,6 +168,7 @@ def hyperv_stub_cpuid() -> TreeSpec:
         cpus=300,
         kernel="6.5.0-1025-azure",
         hypervisor="hyperv",
+        madt_oem=b"VRTUAL",  # Hyper-V's ACPI OEM ID
         vmbus=True,
         irqs=guest_irqs(300, 10, "6.5.0", "hyperv", ioapic_affinity="0-255"),
         cpuinfo_style="minimal",
@@ -184,6 +187,7 @@ def hyperv_extdest() -> TreeSpec:
         cpus=300,
         kernel="6.5.0-1025-azure",
         hypervisor="hyperv",
+        madt_oem=b"VRTUAL",  # Hyper-V's ACPI OEM ID
         ext_dest_id=True,
         vmbus=True,
         irqs=guest_irqs(300, 10, "6.5.0", "hyperv-ext"),
@@ -203,6 +207,7 @@ def bhyve_288() -> TreeSpec:
         cpus=288,
         kernel="6.18.1",
         hypervisor="bhyve",
+        madt_oem=b"BHYVE ",
         ext_dest_id=True,
         irqs=guest_irqs(288, 8, "6.18.1", "kvm"),
         cpuinfo_style="minimal",
@@ -218,6 +223,7 @@ def bhyve_288_old_kernel() -> TreeSpec:
         offline=_mask(255, 287),
         kernel=K612,
         hypervisor="bhyve",
+        madt_oem=b"BHYVE ",
         ext_dest_id=True,
         apic_mode="xapic",
         irqs=guest_irqs(288, 8, K612, "kvm"),
@@ -234,6 +240,7 @@ def xen_hvm_128() -> TreeSpec:
         apic_ids=[2 * cpu for cpu in range(128)],
         kernel=K61,
         hypervisor="xen",
+        madt_oem=b"Xen\0\0\0",
         irqs=guest_irqs(128, 10, K61, "xen"),
         cpuinfo_style="minimal",
         dmi={"sys_vendor": "Xen", "product_name": "HVM domU", "bios_vendor": "Xen"},
@@ -251,6 +258,7 @@ def vendor_510_384() -> TreeSpec:
         ext_dest_id=True,
         irqs=guest_irqs(384, 10, kernel, "kvm"),
         cpuinfo_style="minimal",
+        madt_oem=b"AMAZON",
         dmi={"sys_vendor": "Amazon EC2", "product_name": "m7i.metal-48xl", "bios_vendor": "Amazon EC2"},
     )
 
