@@ -63,7 +63,7 @@ def identify_vmm(
                 continue
             return Identity(vmm, f"DMI {field_name} {value!r}")
     if cpuid_vendor in CPUID_VMMS:
-        return Identity(CPUID_VMMS[cpuid_vendor], f"CPUID signature ({cpuid_vendor})")
+        return Identity(CPUID_VMMS[cpuid_vendor], f"CPUID {cpuid_vendor} signature")
     if acpi_oem in ACPI_OEMS:
         return Identity(ACPI_OEMS[acpi_oem], f"MADT OEM ID {acpi_oem!r}")
     # Hyper-V without a cpuid device: the VMBus exists and no DMAR/IVRS table describes a real IOMMU

@@ -48,6 +48,8 @@ def summary_line(report: Report) -> str:
     )
     if report.command == "restore":
         line += f", {report.not_restored} not restored"
+    if report.refusal.refused:
+        line += f", {len(report.refusal.refused)} vCPUs refused"
     return line + (f" ({statuses})" if statuses else "")
 
 
@@ -99,7 +101,7 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
     title = f"irqagent {__version__} {report.verb} of "
     lines.append(title + elide(report.root, WIDTH - len(title)))
     ext = "in use" if platform.ext_dest_id else "not in use"
-    offered = {True: "offered", False: "not offered", None: "offer unknown"}[platform.ext_dest_id_offered]
+    offered = {True: "offered", False: "not offered", None: "no CPUID answer"}[platform.ext_dest_id_offered]
     vmm = f"{platform.vmm} ({platform.vmm_evidence})" if platform.vmm else "implementation unknown"
     mode = f"{platform.apic_mode} (from {platform.mode_source})" if platform.apic_mode else "mode unknown"
     limit = f", limit {platform.limit}" if platform.limit is not None else ""
@@ -107,8 +109,8 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
         ("hypervisor", f"{platform.vendor} (from {platform.vendor_source}), {vmm}"),
         (
             "destination",
-            f"{platform.apic_destination} IO-APIC/MSI (from {platform.source}); extended destination ID {ext}, "
-            f"{offered} by CPUID",
+            f"{platform.apic_destination} IO-APIC/MSI (from {platform.source}); extended destination ID {ext} "
+            f"(CPUID: {offered})",
         ),
         ("kernel", platform.kernel or "unknown"),
         (

@@ -36,14 +36,15 @@ def test_old_kernel_chips_from_proc_interrupts_and_msi_links(tree):
 
 
 def test_hex_only_affinity_is_read_and_written_as_hex(tree, cli):
-    root = tree("kvm-300-8bit")
-    os.remove(os.path.join(root, "proc/irq/24/smp_affinity_list"))  # very old kernels
-    irq = by_irq(KernelTree(root).collect())[24]
-    assert irq.affinity_file == "smp_affinity" and irq.affinity_text.startswith("fff,")
+    root = tree("cloud-hypervisor-320")  # its IO-APIC reaches APIC IDs 0-255: IRQ 4 on 0-319 is rewritten
+    os.remove(os.path.join(root, "proc/irq/4/smp_affinity_list"))  # very old kernels
+    irq = by_irq(KernelTree(root).collect())[4]
+    assert irq.affinity_file == "smp_affinity" and irq.affinity_text == ",".join(["ffffffff"] * 10)
     doc = cli("apply", "--root", root, "--format", "json").json()
-    row = next(r for r in doc["irqs"] if r["irq"] == 24)
-    assert (row["status"], row["target"]) == ("changed", "0-254")
-    assert read(root, "proc/irq/24/smp_affinity") == "000,00000000," + "7fffffff," + ",".join(["ffffffff"] * 7)
+    row = next(r for r in doc["irqs"] if r["irq"] == 4)
+    assert (row["status"], row["target"]) == ("changed", "0-255")
+    # 320 possible CPUs: ten 32-bit words, the highest first; CPUs 256-319 cleared
+    assert read(root, "proc/irq/4/smp_affinity") == "00000000,00000000," + ",".join(["ffffffff"] * 8)
 
 
 def test_numa_nodes_and_drivers_only_when_asked(tree):
@@ -58,7 +59,7 @@ def test_numa_nodes_and_drivers_only_when_asked(tree):
 
 
 def test_vanished_and_unreadable_irq_directories(tree):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     tree_ = KernelTree(root)
     shutil.rmtree(os.path.join(root, "proc/irq/25"))
     os.makedirs(os.path.join(root, "proc/irq/25"))  # the directory came back empty
@@ -68,7 +69,7 @@ def test_vanished_and_unreadable_irq_directories(tree):
 
 
 def test_accessed_lists_exactly_the_files_read(tree):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     reader = KernelTree(root)
     reader.collect()
     assert "proc/cpuinfo" in reader.accessed and "proc/irq/24/smp_affinity_list" in reader.accessed
@@ -77,7 +78,7 @@ def test_accessed_lists_exactly_the_files_read(tree):
 
 
 def test_required_files(tree):
-    root = tree("apic-255")
+    root = tree("qemu-kvm-256")
     os.remove(os.path.join(root, "proc/cpuinfo"))
     with pytest.raises(InputError, match="cannot read .*proc/cpuinfo"):
         KernelTree(root).collect()
@@ -88,8 +89,8 @@ def test_writes_to_a_file_tree_replace_the_file_whole_and_keep_its_mode(tree):
     reader = KernelTree(root)
     path = os.path.join(root, "proc/irq/24/smp_affinity_list")
     inode = os.stat(path).st_ino
-    reader.write_affinity(24, "0-254")
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-254"
+    reader.write_affinity(24, "0-7")
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-7"
     assert os.stat(path).st_ino != inode and oct(os.stat(path).st_mode & 0o777) == "0o644"
     assert not any(name.endswith(".irqagent-new") for name in os.listdir(os.path.dirname(path)))
     with pytest.raises(FileNotFoundError):
@@ -97,20 +98,20 @@ def test_writes_to_a_file_tree_replace_the_file_whole_and_keep_its_mode(tree):
 
 
 def test_empty_file_is_written_in_place(tree):
-    root = tree("apic-255")
+    root = tree("qemu-kvm-256")
     write(root, "proc/irq/24/smp_affinity_list", "")  # like procfs: size 0
     KernelTree(root).write_affinity(24, "0-2")
     assert read(root, "proc/irq/24/smp_affinity_list") == "0-2"
 
 
 def test_affinity_texts_for_the_periodic_check(tree):
-    root = tree("apic-255")
+    root = tree("qemu-kvm-256")
     texts = KernelTree(root).affinity_texts()
-    assert texts["24"] == "0-3\n" and texts["default"] == "f\n"
+    assert texts["24"] == "0-255\n" and texts["default"] == ",".join(["ffffffff"] * 8) + "\n"
     assert set(texts) == {"1", "4", "8", "9", "12", "24", "25", "26", "default"}
 
 
 def test_long_multi_chunk_file_is_read_whole(tree):
-    root = tree("apic-255")
+    root = tree("qemu-kvm-256")
     write(root, "proc/cmdline", "x" * 700000 + " end\n")
     assert KernelTree(root).collect().cmdline.endswith(" end")

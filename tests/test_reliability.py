@@ -12,7 +12,7 @@ import time
 import pytest
 
 from irqagent import runner
-from irqagent.config import Config
+from irqagent.config import parse_config
 from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
@@ -39,16 +39,47 @@ def reset(root, saved):
             write(root, rel, text + "\n")
 
 
+# A 320-vCPU Cloud Hypervisor guest (15-bit MSIs, an 8-bit IO-APIC) whose operator keeps CPUs 300-319 free of
+# IRQs: every one of its 400 IRQs (0-319) and default_smp_affinity are to be written -- 401 writes.
+KERNEL = "6.12.118+deb13-amd64"
+CLOUD_HYPERVISOR = {"sys_vendor": "Cloud Hypervisor", "product_name": "cloud-hypervisor", "bios_vendor": "cloud-hypervisor"}
+EXCLUDE = '[policy]\nexclude_cpus = "300-319"\n'
+CONFIG = parse_config(EXCLUDE)
+
+
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    """A 300-vCPU guest on kernel 5.4 with 400 IRQs, every one of them to be written."""
-    root = str(tmp_path_factory.mktemp("crash") / "pristine")
-    write_tree(TreeSpec(cpus=300, kernel="5.4.0", irqs=guest_irqs(300, 400, "5.4.0"), cpuinfo_style="minimal"), root)
+    """The guest above, and its config file (``--config``) beside it."""
+    base = tmp_path_factory.mktemp("crash")
+    root = str(base / "pristine")
+    spec = TreeSpec(
+        cpus=320,
+        kernel=KERNEL,
+        hypervisor="kvm",
+        ext_dest_id=True,
+        irqs=guest_irqs(320, 400, KERNEL, "kvm"),
+        cpuinfo_style="minimal",
+        dmi=CLOUD_HYPERVISOR,
+    )
+    write_tree(spec, root)
+    (base / "irqagent.toml").write_text(EXCLUDE)
     return root
+
+
+def config_of(pristine):
+    return os.path.join(os.path.dirname(pristine), "irqagent.toml")
 
 
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs (no except, no cleanup code of ours)."""
+
+
+def test_the_crash_guest_writes_every_irq_and_the_default(pristine, tmp_path):
+    root = str(tmp_path / "tree")
+    shutil.copytree(pristine, root)
+    report = runner.apply(KernelTree(root), CONFIG, JournalStore(str(tmp_path / "state")))
+    assert report.writes == 401
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255" and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
 
 
 @pytest.mark.parametrize("crash_after", [0, 1, 2, 200, 399, 400])
@@ -73,9 +104,9 @@ def test_crash_between_any_two_writes_then_restore_recovers_everything(pristine,
 
     store = JournalStore(str(tmp_path / "state"))
     with pytest.raises(Crash):
-        runner.apply(Dying(root), Config(), store)
+        runner.apply(Dying(root), CONFIG, store)
     assert len(writes) == crash_after
-    report = runner.restore_all(KernelTree(root), Config(), store, force=False)
+    report = runner.restore_all(KernelTree(root), CONFIG, store, force=False)
     assert report.exit_status == 0
     assert masks(root) == before
     assert store.load().empty
@@ -85,10 +116,11 @@ def test_sigkill_at_random_moments_then_restore_recovers_everything(pristine, tm
     """A real `irqagent apply` process, killed with SIGKILL at seeded random moments."""
     rng = random.Random(20261125)
     before = masks(pristine)
+    config = config_of(pristine)
 
     def start(root, state):
         return subprocess.Popen(
-            [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "-q"],
+            [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "--config", config, "-q"],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -112,7 +144,7 @@ def test_sigkill_at_random_moments_then_restore_recovers_everything(pristine, tm
         process.wait(timeout=30)
         changed = sum(1 for key, value in masks(root).items() if value != before[key])
         partial += 0 < changed < len(before)
-        report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
+        report = runner.restore_all(KernelTree(root), CONFIG, JournalStore(state), force=False)
         assert report.exit_status == 0, [
             (r.irq, r.status, r.affinity, r.detail) for r in report.rows if r.status in ("ignored", "failed")
         ]
@@ -124,7 +156,8 @@ def test_two_applies_at_once_are_serialised_by_the_lock(pristine, tmp_path):
     root = str(tmp_path / "tree")
     shutil.copytree(pristine, root)
     state = str(tmp_path / "state")
-    args = [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "-q"]
+    config = config_of(pristine)
+    args = [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "--config", config, "-q"]
     first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = [p.communicate(timeout=60) + (p.returncode,) for p in (first, second)]
@@ -134,12 +167,12 @@ def test_two_applies_at_once_are_serialised_by_the_lock(pristine, tmp_path):
         if code == 2:
             assert "another irqagent apply, restore or run is active" in err
     assert JournalStore(state).load().entries  # intact and readable
-    assert runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False).exit_status == 0
+    assert runner.restore_all(KernelTree(root), CONFIG, JournalStore(state), force=False).exit_status == 0
     assert masks(root) == masks(pristine)
 
 
 def test_apply_beside_a_running_daemon_is_refused(tree, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     state = str(tmp_path / "state")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", state, "--no-uevents"],
@@ -149,7 +182,7 @@ def test_apply_beside_a_running_daemon_is_refused(tree, tmp_path):
     )
     try:
         deadline = time.monotonic() + 10
-        while read(root, "proc/irq/24/smp_affinity_list") != "0-254" and time.monotonic() < deadline:
+        while read(root, "proc/irq/4/smp_affinity_list") != "0-255" and time.monotonic() < deadline:
             time.sleep(0.05)
         result = subprocess.run(
             [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state],
@@ -181,7 +214,7 @@ def small_tmpfs(tmp_path):
 
 
 def test_full_state_dir_refuses_apply_but_audit_and_dry_run_work(tree, cli, small_tmpfs):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     try:
         with open(os.path.join(small_tmpfs, "filler"), "wb") as handle:
             while True:
@@ -191,17 +224,17 @@ def test_full_state_dir_refuses_apply_but_audit_and_dry_run_work(tree, cli, smal
         pass  # full
     result = cli("apply", "--root", root, "--state-dir", small_tmpfs)
     assert result.code == 2 and "No space left on device" in result.err and "refusing" in result.err
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"  # nothing written
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"  # nothing written
     assert cli("apply", "--dry-run", "--root", root, "--state-dir", small_tmpfs).code == 1
     assert cli("audit", "--root", root, "--state-dir", small_tmpfs).code == 1
 
 
 def test_read_only_state_dir_refuses_apply(tree, cli, small_tmpfs):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     subprocess.run(["mount", "-o", "remount,ro", small_tmpfs], check=True)
     result = cli("apply", "--root", root, "--state-dir", small_tmpfs)
     assert result.code == 2 and "Read-only file system" in result.err
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
     assert cli("audit", "--root", root, "--state-dir", small_tmpfs).code == 1
 
 
@@ -211,14 +244,14 @@ def test_read_only_proc_is_one_line_exit_2(tree, cli, tmp_path, monkeypatch, cod
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(KernelTree, "write_affinity", refuse)
-    result = cli("apply", "--root", tree("kvm-300-8bit"))
+    result = cli("apply", "--root", tree("cloud-hypervisor-320"))
     assert result.code == 2 and len(result.err.splitlines()) == 1
     assert errno.errorcode[code] in result.err
     assert not os.path.exists(tmp_path / "state" / "journal.json")
 
 
 def test_corrupt_journal_never_makes_restore_write(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     assert cli("apply", "--root", root).code == 0
     journal = tmp_path / "state" / "journal.json"
     journal.write_text(journal.read_text()[:200])  # torn
@@ -270,7 +303,7 @@ def hostile(root, what):
     ],
 )
 def test_hostile_trees_give_per_irq_failures_never_tracebacks(tree, cli, what):
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     hostile(root, what)
     for args in (("audit",), ("apply",), ("restore",)):
         result = cli(*args, "--root", root, "--format", "json")

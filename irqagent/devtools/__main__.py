@@ -19,8 +19,13 @@ def main(argv=None) -> int:
     gen.add_argument("--profile", choices=sorted(PROFILES), help="a named fixture layout (other options ignored)")
     gen.add_argument("--cpus", type=int, default=300)
     gen.add_argument("--irqs", type=int, default=64)
-    gen.add_argument("--kernel", default="6.1.0-18-amd64")
-    gen.add_argument("--hypervisor", choices=("kvm", "xen", "hyperv", "none"), default="kvm")
+    gen.add_argument("--kernel", default="6.12.118+deb13-amd64")
+    gen.add_argument("--hypervisor", choices=("kvm", "tcg", "xen", "hyperv", "bhyve", "none"), default="kvm")
+    gen.add_argument(
+        "--apic-mode", choices=("x2apic", "xapic", "none"), default="x2apic", help="IA32_APIC_BASE in dev/cpu/N/msr"
+    )
+    gen.add_argument("--no-madt", action="store_true", help="no sys/firmware/acpi/tables/APIC")
+    gen.add_argument("--dmi-vendor", help="sys/class/dmi/id/sys_vendor, e.g. QEMU or 'Cloud Hypervisor'")
     gen.add_argument(
         "--style", choices=("kvm", "remapped", "hyperv", "xen"), help="IRQ chip style (default: by hypervisor)"
     )
@@ -38,7 +43,7 @@ def main(argv=None) -> int:
     if args.profile:
         spec = PROFILES[args.profile]()
     else:
-        style = args.style or {"kvm": "kvm", "none": "kvm", "xen": "xen", "hyperv": "hyperv"}[args.hypervisor]
+        style = args.style or {"xen": "xen", "hyperv": "hyperv"}.get(args.hypervisor, "kvm")
         spec = TreeSpec(
             cpus=args.cpus,
             apic_ids=[cpu * args.apic_stride for cpu in range(args.cpus)] if args.apic_stride != 1 else None,
@@ -53,6 +58,9 @@ def main(argv=None) -> int:
             ),
             nodes=args.nodes,
             cpuinfo_style="minimal" if args.minimal_cpuinfo else "full",
+            apic_mode=None if args.apic_mode == "none" else args.apic_mode,
+            madt=not args.no_madt,
+            dmi={"sys_vendor": args.dmi_vendor} if args.dmi_vendor else {},
         )
     write_tree(spec, args.dir)
     print(f"wrote {args.dir}: {spec.cpus} CPUs, {len(spec.irqs)} IRQs", file=sys.stderr)
