@@ -84,7 +84,19 @@ def best_of(count: int, function) -> float:
 def child_peak_rss_mib(root: str) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     subprocess.run(
-        [sys.executable, "-m", "irqagent", "audit", "--root", root, "-q", "--config", "/dev/null", "--state-dir", "/nonexistent"],
+        [
+            sys.executable,
+            "-m",
+            "irqagent",
+            "audit",
+            "--root",
+            root,
+            "-q",
+            "--config",
+            "/dev/null",
+            "--state-dir",
+            "/nonexistent",
+        ],
         check=False,
         stdout=subprocess.DEVNULL,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

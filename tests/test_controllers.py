@@ -29,7 +29,8 @@ def platform(dest="8bit", source="cpuid", vmm="qemu", mode="x2apic", **changes):
     return Platform(**values)
 
 
-def controllers(chips, plat, apic_ids, online=None, config=Config()):
+def controllers(chips, plat, apic_ids, online=None, config=None):
+    config = config or Config()
     online = online if online is not None else (1 << len(apic_ids)) - 1
     ids = dict(enumerate(apic_ids)) if isinstance(apic_ids, list) else apic_ids
     return build_controllers(chip_counts(chips), plat, ids, online, config)

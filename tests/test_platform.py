@@ -31,7 +31,8 @@ def test_kernel_version(release, expected):
     assert parse_kernel_version(release) == expected
 
 
-def decide(cpus=4, chips=("IO-APIC",), config=Config(), **facts):
+def decide(cpus=4, chips=("IO-APIC",), config=None, **facts):
+    config = config or Config()
     facts = make_facts(cpus=cpus, **facts)
     offline = offline_cpus(facts.topology, facts.platform_files.madt)
     return decide_platform(facts, config, chips, offline)
