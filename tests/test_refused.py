@@ -114,7 +114,8 @@ def test_text_section_groups_ranges(tree, cli):
     assert any(line.startswith("    fix: Remove intremap=off") for line in lines[start:])
     assert max(len(line) for line in lines) <= 80
     # After the controller table, before the IRQs and the summary.
-    assert lines.index("  REFUSED VCPUS: 33 vCPUs refused") > next(i for i, text in enumerate(lines) if "CONTROLLER" in text)
+    table = next(i for i, text in enumerate(lines) if "CONTROLLER" in text)
+    assert lines.index("  REFUSED VCPUS: 33 vCPUs refused") > table
 
 
 def test_text_section_for_sparse_ids(tree, cli):
