@@ -369,6 +369,7 @@ def test_garbage_mask_fails_that_irq_only(tree, cli):
     [
         ("[policy\n", "invalid TOML"),
         ("[reachability]\nbroadcast = true\n", "unknown key 'broadcast'"),
+        ("[reachability]\nbroadcast_apic_id_255 = false\n", 'replaced by apic_id_255 = "unicast" | "broadcast"'),
     ],
 )
 def test_bad_config_is_exit_2(tree, cli, tmp_path, content, message):
@@ -376,6 +377,25 @@ def test_bad_config_is_exit_2(tree, cli, tmp_path, content, message):
     config.write_text(content)
     result = cli("audit", "--root", tree("live-kvm-2cpu"), "--config", str(config))
     assert result.code == 2 and message in result.err and str(config) in result.err
+
+
+def test_apic_id_255_unicast_by_default_broadcast_by_config(tree, cli, tmp_path):
+    # qemu-kvm-256: 256 flat vCPUs, CPU 255 has APIC ID 255; QEMU delivers it as a unicast
+    root = tree("qemu-kvm-256")
+    default = cli("audit", "--root", root, "--format", "json")
+    assert default.code == 0
+    io = next(c for c in default.json()["controllers"] if c["chip"] == "IO-APIC")
+    assert (io["reachable"], io["unreachable"]) == ("0-255", "")
+    config = tmp_path / "c.toml"
+    config.write_text('[reachability]\napic_id_255 = "broadcast"\n')  # a hypervisor with KVM's broadcast quirk
+    result = cli("audit", "--root", root, "--config", str(config), "--format", "json")
+    assert result.code == 1
+    doc = result.json()
+    io = next(c for c in doc["controllers"] if c["chip"] == "IO-APIC")
+    assert (io["reachable"], io["unreachable"]) == ("0-254", "255")
+    row = next(irq for irq in doc["irqs"] if irq["irq"] == 4)
+    assert (row["affinity"], row["target"], row["status"]) == ("0-255", "0-254", "would-change")
+    assert doc["summary"]["noncompliant"] == 8
 
 
 def test_missing_explicit_config_is_exit_2(cli, tree, tmp_path):

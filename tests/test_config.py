@@ -17,14 +17,15 @@ def test_example_config_is_valid_and_equals_defaults():
         parsed = parse_config(handle.read(), EXAMPLE)
     assert parsed.policy == Config().policy
     assert parsed.daemon == Config().daemon
-    assert parsed.ext_dest_id is None and parsed.broadcast_apic_id_255 is False
+    assert parsed.ext_dest_id is None and parsed.apic_id_255 == "unicast"
+    assert Config().apic_id_255 == "unicast"  # APIC ID 255 is a unicast destination in x2APIC mode
 
 
 def test_example_config_documents_every_key():
     with open(EXAMPLE) as handle:
         text = handle.read()
     keys = [
-        "broadcast_apic_id_255",
+        "apic_id_255",
         "ext_dest_id",
         "chip",
         "destination",
@@ -64,7 +65,12 @@ def test_missing_explicit_config_is_an_error(tmp_path):
         ("[reachability]\nbogus = 1\n", "reachability: unknown key 'bogus'"),
         ("typo = 1\n", "unknown key 'typo'"),
         ('[reachability]\next_dest_id = "yes"\n', "reachability.ext_dest_id"),
-        ("[reachability]\nbroadcast_apic_id_255 = 1\n", "reachability.broadcast_apic_id_255: expected a boolean"),
+        # the old boolean, whatever its value, is an error that names the key replacing it
+        ("[reachability]\nbroadcast_apic_id_255 = 1\n", 'broadcast_apic_id_255: replaced by apic_id_255 = "unicast"'),
+        ("[reachability]\nbroadcast_apic_id_255 = true\n", 'broadcast_apic_id_255: replaced by apic_id_255 = "unicast"'),
+        ("[reachability]\nbroadcast_apic_id_255 = false\n", "broadcast_apic_id_255: replaced by apic_id_255"),
+        ('[reachability]\napic_id_255 = "multicast"\n', "reachability.apic_id_255: 'multicast' is not one of"),
+        ("[reachability]\napic_id_255 = true\n", "reachability.apic_id_255: expected a string"),
         ('[[controller]]\ndestination = "8bit"\n', r"controller\[1\].chip: required"),
         (
             '[[controller]]\nchip = "IO-APIC"\ndestination = "9bit"\n',
