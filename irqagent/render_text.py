@@ -168,5 +168,5 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
         if not verbose and any(row.detail for row in shown):
             lines.append("  (-v explains each IRQ; --format json has every detail)")
     lines.append("")
-    lines.append(summary_line(report))
+    lines.extend(textwrap.wrap(summary_line(report), WIDTH, subsequent_indent="  ", break_on_hyphens=False))
     return "\n".join(lines) + "\n"

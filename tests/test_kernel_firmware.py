@@ -116,7 +116,7 @@ def test_daemon_logs_the_refusal_once(daemon):
     for _ in range(3):
         daemon.run_pass("rescan")
     logged = daemon.log.stream.getvalue()
-    assert logged.count("32 vCPUs refused") == 1
+    assert logged.count("REFUSED VCPUS: 32 vCPUs refused") == 1
     assert "CPUs 256-287, APIC IDs 0x100-0x11f" in logged
 
 
