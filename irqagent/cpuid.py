@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Tuple
 
+from irqagent.textform import number_rows
+
 Regs = Tuple[int, int, int, int]
 Leaves = Mapping[Tuple[int, int], Regs]
 ZERO: Regs = (0, 0, 0, 0)
@@ -67,16 +69,8 @@ def device_offset(leaf: int, subleaf: int = 0) -> int:
 def parse_text(text: str) -> Dict[Tuple[int, int], Regs]:
     """Parse ``LEAF SUBLEAF EAX EBX ECX EDX`` lines (``#`` comments allowed)."""
     leaves: Dict[Tuple[int, int], Regs] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = _TEXT_LINE.match(line)
-        if match is None:
-            raise CpuidFormatError(
-                f"line {number}: expected six numbers LEAF SUBLEAF EAX EBX ECX EDX, got {raw.strip()[:60]!r}"
-            )
-        values = [int(v, 0) for v in match.groups()]
+    expected = "six numbers LEAF SUBLEAF EAX EBX ECX EDX"
+    for number, values in number_rows(text, _TEXT_LINE, expected, CpuidFormatError):
         if any(v > 0xFFFFFFFF for v in values):
             raise CpuidFormatError(f"line {number}: a value does not fit in 32 bits")
         leaves[(values[0], values[1])] = tuple(values[2:])  # type: ignore[assignment]

@@ -304,30 +304,34 @@ class KernelTree:
 
     # -- CPUID -------------------------------------------------------------------
 
-    def read_cpuid(self, cpu: int) -> Tuple[Optional[Dict[Tuple[int, int], cpuid_mod.Regs]], str]:
-        """The hypervisor leaves of ``cpu`` from ``dev/cpu/N/cpuid`` (device or text file)."""
-        rel = f"dev/cpu/{cpu}/cpuid"
+    def _open_cpu_file(self, cpu: int, name: str) -> Tuple[Optional[str], Optional[int], str]:
+        """``dev/cpu/N/NAME`` (the cpuid or msr driver): (text, None, "") for the text form of a
+        snapshot or fixture, (None, fd, "") for the character device, (None, None, why) otherwise."""
+        rel = f"dev/cpu/{cpu}/{name}"
         path = self.path(rel)
         try:
             mode = os.stat(path).st_mode
+            if stat.S_ISREG(mode):
+                return self._read(rel), None, ""
+            if stat.S_ISCHR(mode):
+                return None, os.open(path, os.O_RDONLY | os.O_CLOEXEC), ""
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                return None, f"{rel} does not exist (load the cpuid module: modprobe cpuid)"
-            return None, f"cannot stat {rel}: {describe_oserror(exc)}"
-        if stat.S_ISREG(mode):
+                return None, None, f"{rel} does not exist (load the {name} module: modprobe {name})"
+            return None, None, f"cannot read {rel}: {describe_oserror(exc)}"
+        return None, None, f"{rel} is neither the {name} device nor a text file"
+
+    def read_cpuid(self, cpu: int) -> Tuple[Optional[Dict[Tuple[int, int], cpuid_mod.Regs]], str]:
+        """The hypervisor leaves of ``cpu`` from ``dev/cpu/N/cpuid`` (device or text file)."""
+        rel = f"dev/cpu/{cpu}/cpuid"
+        text, fd, note = self._open_cpu_file(cpu, "cpuid")
+        if text is not None:
             try:
-                text = self._read(rel)
                 table = cpuid_mod.parse_text(text)
-            except OSError as exc:
-                return None, f"cannot read {rel}: {describe_oserror(exc)}"
             except cpuid_mod.CpuidFormatError as exc:
-                raise InputError(f"{path}: {exc}") from None
+                raise InputError(f"{self.path(rel)}: {exc}") from None
             leaves = cpuid_mod.collect(lambda leaf, sub: table.get((leaf, sub), cpuid_mod.ZERO))
-        elif stat.S_ISCHR(mode):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                return None, f"cannot open {rel}: {describe_oserror(exc)}"
+        elif fd is not None:
             try:
                 leaves = cpuid_mod.collect(
                     lambda leaf, sub: cpuid_mod.decode_bytes(os.pread(fd, 16, cpuid_mod.device_offset(leaf, sub)))
@@ -338,33 +342,26 @@ class KernelTree:
             finally:
                 os.close(fd)
         else:
-            return None, f"{rel} is neither the cpuid device nor a text file"
+            return None, note
         self.cpuid_leaves_read[cpu] = leaves
         return leaves, ""
 
     def read_apic_base(self, cpu: int) -> Tuple[Optional[int], str]:
         """IA32_APIC_BASE of ``cpu`` from ``dev/cpu/N/msr`` (the msr driver, or the text form)."""
         rel = f"dev/cpu/{cpu}/msr"
-        path = self.path(rel)
+        text, fd, note = self._open_cpu_file(cpu, "msr")
         try:
-            mode = os.stat(path).st_mode
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None, f"{rel} does not exist (load the msr module: modprobe msr)"
-            return None, f"cannot stat {rel}: {describe_oserror(exc)}"
-        try:
-            if stat.S_ISREG(mode):
-                value = msr_mod.parse_text(self._read(rel)).get(msr_mod.IA32_APIC_BASE)
+            if text is not None:
+                value = msr_mod.parse_text(text).get(msr_mod.IA32_APIC_BASE)
                 if value is None:
                     return None, f"{rel} has no line for MSR {msr_mod.IA32_APIC_BASE:#x}"
-            elif stat.S_ISCHR(mode):
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            elif fd is not None:
                 try:
                     value = msr_mod.decode_bytes(os.pread(fd, 8, msr_mod.IA32_APIC_BASE))
                 finally:
                     os.close(fd)
             else:
-                return None, f"{rel} is neither the msr device nor a text file"
+                return None, note
         except OSError as exc:
             return None, f"cannot read {rel}: {describe_oserror(exc)}"
         except msr_mod.MsrFormatError as exc:

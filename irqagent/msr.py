@@ -17,6 +17,8 @@ import re
 import struct
 from typing import Dict, Optional
 
+from irqagent.textform import number_rows
+
 IA32_APIC_BASE = 0x1B
 APIC_BASE_BSP = 1 << 8
 APIC_BASE_EXTD = 1 << 10
@@ -32,14 +34,7 @@ class MsrFormatError(ValueError):
 def parse_text(text: str) -> Dict[int, int]:
     """``MSR VALUE`` lines -> {msr: value}."""
     values: Dict[int, int] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = _TEXT_LINE.match(line)
-        if match is None:
-            raise MsrFormatError(f"line {number}: expected two numbers MSR VALUE, got {raw.strip()[:60]!r}")
-        msr, value = int(match.group(1), 0), int(match.group(2), 0)
+    for number, (msr, value) in number_rows(text, _TEXT_LINE, "two numbers MSR VALUE", MsrFormatError):
         if value >= 1 << 64:
             raise MsrFormatError(f"line {number}: the value does not fit in 64 bits")
         values[msr] = value
