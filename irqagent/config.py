@@ -215,7 +215,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     metrics_file = dae.get("metrics_file", str) or None
     return Config(
         path=path,
-        apic_id_255=reach.choice("apic_id_255", APIC_ID_255_MODES, "unicast"),
+        apic_id_255=reach.choice("apic_id_255", APIC_ID_255_MODES, "unicast") or "unicast",
         ext_dest_id=None if ext == "auto" else ext,
         controllers=tuple(controllers),
         policy=policy,

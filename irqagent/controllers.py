@@ -92,7 +92,9 @@ def _cluster(row: VmmException, platform: Platform) -> bool:
 
 
 def exception_reach(row: VmmException, platform: Platform) -> Reach:
-    limit = row.cluster_apic_ids if _cluster(row, platform) else row.physical_apic_ids
+    limit = row.physical_apic_ids
+    if row.cluster_apic_ids is not None and platform.x2apic_cluster:
+        limit = row.cluster_apic_ids
     return Reach(min(limit, eight_bit_max(platform)))
 
 
@@ -136,9 +138,9 @@ def cpus_reaching(apic_ids: Mapping[int, int], reach: Reach) -> int:
     if reach.apic_ids is not None:
         bits = bin(reach.apic_ids)[:1:-1]
         size = len(bits)
-        chosen = (cpu for cpu, apic in apic_ids.items() if apic < size and bits[apic] == "1")
+        chosen: Iterable[int] = (cpu for cpu, apic in apic_ids.items() if apic < size and bits[apic] == "1")
     elif reach.max_apic_id is None:
-        chosen = iter(apic_ids)
+        chosen = apic_ids
     else:
         chosen = (cpu for cpu, apic in apic_ids.items() if apic <= reach.max_apic_id)
     mask = cpumask.mask_of(chosen)
