@@ -191,7 +191,7 @@ def _decide_default(journal: Journal, scope: Scope, facts: Facts, force: bool) -
         return Decision(entry, replace(row, detail="changed since the agent wrote it; --force restores anyway"))
     if current == target:
         return Decision(
-            entry,
+            replace(entry, written=cpumask.format_for_file(target, entry.file, facts.topology.nr_cpu_ids)),
             replace(
                 row,
                 status="ok",
