@@ -609,3 +609,72 @@ def test_saves_go_to_the_locked_directory(tmp_path):
         os.mkdir(path, 0o700)
         JournalStore(state).save(Journal({24: JournalEntry(24, "0-3", "0")}, root="/"))
         assert os.listdir(path) == [] and "journal.json" in os.listdir(moved)
+
+
+def test_deleting_the_state_dir_under_the_daemon_never_lets_two_writers_run(tree, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, run_process
+
+    root = tree("kvm-300-8bit")
+    state, metrics, log = str(tmp_path / "state"), str(tmp_path / "m.prom"), tmp_path / "daemon.log"
+
+    def wait_until(check, what):
+        deadline = time.monotonic() + 20
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; log: {log.read_text()}"
+            assert daemon.poll() is None, log.read_text()
+            time.sleep(0.02)
+
+    with open(log, "w") as stderr:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", state]
+            + ["--no-uevents", "--interval", "3600", "--metrics-file", metrics],
+            cwd=REPO,
+            stderr=stderr,
+        )
+    try:
+        wait_until(lambda: os.path.exists(metrics), "the first pass")
+        shutil.rmtree(state)
+        intruder = StateDir(state).lock()  # a second writer re-creates the directory and holds it
+        write(root, "proc/irq/24/smp_affinity_list", "0-299\n")
+        daemon.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "removed or replaced" in log.read_text(), "the refused pass")
+        assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"  # the daemon wrote nothing
+        intruder.close()
+        daemon.send_signal(signal.SIGUSR1)
+        wait_until(lambda: read(root, "proc/irq/24/smp_affinity_list") == "0-254", "the pass after the re-lock")
+        second = run_process("apply", "--root", root, "--state-dir", state)
+        assert second.returncode == 2 and "another irqagent apply, restore or run is active" in second.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs."""
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 6, 11])
+def test_crash_during_restore_then_restore_recovers_everything(tree, tmp_path, crash_after):
+    root = tree("kvm-300-8bit")
+    pristine = {irq: read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in (1, 4, 24, 30)}
+    state = str(tmp_path / "state")
+    runner.apply(KernelTree(root), Config(), JournalStore(state))
+    written = []
+
+    class Dying(KernelTree):
+        def write_affinity(self, irq, text, filename="smp_affinity_list"):
+            if len(written) == crash_after:
+                raise Crash()
+            written.append(irq)
+            super().write_affinity(irq, text, filename)
+
+    with pytest.raises(Crash):
+        runner.restore_all(Dying(root), Config(), JournalStore(state), force=False)
+    report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
+    assert report.exit_status == 0 and JournalStore(state).load().empty
+    assert {irq: read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in pristine} == pristine
