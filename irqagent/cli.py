@@ -60,7 +60,7 @@ commands:
 files:
   {DEFAULT_PATH}   configuration (TOML; a missing default file means defaults)
   {DEFAULT_STATE_DIR}/journal.json   original masks, written before any change
-  {DEFAULT_STATE_DIR}/lock           one writer at a time
+  {DEFAULT_STATE_DIR}/lock           PID of the one writer (which locks the directory)
 
 {EXIT_TEXT}
 

@@ -352,6 +352,9 @@ class StateDir:
             os.close(self.fd)
         self.fd, self.locked = None, False
 
+    def __del__(self) -> None:
+        self.close()
+
     def __enter__(self) -> "StateDir":
         return self.lock()
 

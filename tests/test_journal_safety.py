@@ -678,3 +678,50 @@ def test_crash_during_restore_then_restore_recovers_everything(tree, tmp_path, c
     report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
     assert report.exit_status == 0 and JournalStore(state).load().empty
     assert {irq: read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in pristine} == pristine
+
+
+def test_every_kind_of_restore_report_validates(tree, cli, tmp_path):
+    import jsonschema
+
+    import irqagent
+
+    with open(os.path.join(os.path.dirname(irqagent.__file__), "schema", "report-1.json")) as handle:
+        validator = jsonschema.Draft202012Validator(json.load(handle))
+    root, state = applied(tree, tmp_path)
+    shutil.rmtree(os.path.join(root, "proc/irq/26"))  # an entry whose IRQ is gone
+    write(root, "proc/irq/25/smp_affinity_list", "7\n")  # changed since
+    other = tree("apic-255")  # another root
+    write(root, "proc/sys/kernel/random/boot_id", BOOT_B + "\n")  # an earlier boot
+    for args in (
+        ("--root", other),
+        ("--root", root, "--dry-run"),
+        ("--root", root),
+        ("--root", root, "--force", "--dry-run"),
+    ):
+        result = cli("restore", "--state-dir", state, "--format", "json", *args)
+        assert result.code == (0 if "--force" in args else 1), (args, result.err)
+        validator.validate(result.json())
+    write(root, "proc/sys/kernel/random/boot_id", "")
+    shrink_to(root, 256)
+    result = cli("restore", "--state-dir", state, "--format", "json", "--root", root)
+    assert result.code == 1
+    validator.validate(result.json())
+
+
+def test_every_test_the_guarantees_name_exists():
+    import re
+
+    from conftest import REPO
+
+    with open(os.path.join(REPO, "README.md")) as handle:
+        readme = handle.read()
+    section = readme[readme.index("## Guarantees and failures") : readme.index("## Configuration")]
+    named = []
+    current = None
+    for file, name in re.findall(r"`(?:(test_\w+\.py))?::(test_\w+)`", section):
+        current = file or current
+        named.append((current, name))
+    assert len(named) > 40
+    for file, name in named:
+        with open(os.path.join(REPO, "tests", file)) as handle:
+            assert f"def {name}(" in handle.read(), f"README names {file}::{name}, which does not exist"
