@@ -346,6 +346,7 @@ class StateDir:
             raise StateError(f"state directory {self.path} was removed or replaced: {exc}") from None
         self.close()
         self.fd, self.locked, self._identity = replacement.fd, True, replacement._identity
+        replacement.fd = None  # now ours: its __del__ must not close it
 
     def close(self) -> None:
         if self.fd is not None:
