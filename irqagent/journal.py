@@ -51,7 +51,7 @@ IRQ_FILES = ("smp_affinity_list", "smp_affinity")
 MAX_BYTES = 64 << 20  # a journal larger than this is damaged (checked before parsing)
 MAX_TEXT = 1 << 18  # any one string (a cpulist of 32,768 alternate CPUs is ~100 KiB)
 MAX_CPUS = 1 << 16  # masks naming a CPU at or beyond this are damaged
-MAX_IRQ = 999_999_999  # the largest IRQ directory name the reader takes (kernel.irq_numbers)
+MAX_IRQ_DIGITS = 9  # IRQ numbers up to 999,999,999, as the reader takes them (kernel.irq_numbers)
 
 TOP_KEYS = frozenset({"schema", "sha256", "root", "boot_id", "entries", DEFAULT_AFFINITY_KEY})
 ENTRY_KEYS = frozenset({"original", "written", "pending", "chip", "name", "file", "time"})
@@ -224,7 +224,7 @@ def _decode(text: str) -> Journal:
         raise _Damaged("entries is not an object")
     entries: Dict[int, JournalEntry] = {}
     for key, raw in body["entries"].items():
-        if not cpumask.is_decimal(key) or str(int(key)) != key or int(key) > MAX_IRQ:
+        if not (cpumask.is_decimal(key) and len(key) <= MAX_IRQ_DIGITS) or str(int(key)) != key:
             raise _Damaged(f"IRQ key {key[:20]!r} is not an IRQ number")
         entries[int(key)] = _entry(int(key), raw, IRQ_FILES)
     default = body[DEFAULT_AFFINITY_KEY]
@@ -247,7 +247,11 @@ def _entry(irq: int, raw, files) -> JournalEntry:
     if raw["file"] not in files:
         raise _Damaged(f"{what}: file {raw['file'][:40]!r} is not one of {', '.join(files)}")
     moment = raw["time"]
-    if isinstance(moment, bool) or not isinstance(moment, (int, float)) or not math.isfinite(moment) or moment < 0:
+    try:
+        moment = float(moment) if isinstance(moment, (int, float)) and not isinstance(moment, bool) else math.nan
+    except OverflowError:  # an integer beyond any float
+        moment = math.nan
+    if not math.isfinite(moment) or moment < 0:
         raise _Damaged(f"{what}: time is not a finite number")
     for key in ("original", "written", "pending"):
         if raw[key] is not None:
@@ -256,7 +260,7 @@ def _entry(irq: int, raw, files) -> JournalEntry:
             except cpumask.CpumaskError as exc:
                 raise _Damaged(f"{what}: {key}: {exc}") from None
     return JournalEntry(
-        irq, raw["original"], raw["written"], raw["chip"], raw["name"], raw["file"], float(moment), raw["pending"]
+        irq, raw["original"], raw["written"], raw["chip"], raw["name"], raw["file"], moment, raw["pending"]
     )
 
 

@@ -153,7 +153,10 @@ def _writes_planned(plan: Plan) -> bool:
 
 
 def _remove_stray_temps(tree: KernelTree, store: JournalStore, facts: Facts) -> None:
-    """Temp files a killed run left: the journal's, and (file trees only) the masks'."""
+    """Temp files a killed run left: the journal's, and (file trees only) the masks'.
+    Only under the state lock: another writer's temp files are not strays."""
+    if not store.state.locked:
+        return
     store.state.remove_stray_temps()
     if os.path.realpath(tree.root) != "/":
         tree.remove_stray_temps([irq.irq for irq in facts.irqs])

@@ -113,6 +113,8 @@ def tamper_default_file(doc):
         (tamper_irq_key("-1"), "is not an IRQ number"),
         (tamper_irq_key("024"), "is not an IRQ number"),
         (tamper_irq_key("9999999999"), "is not an IRQ number"),
+        (tamper_irq_key("9" * 5000), "is not an IRQ number"),  # beyond int()'s digit limit
+        (tamper_time(10**400), "time is not a finite number"),  # an integer beyond any float
         (tamper_mask, "beyond the last possible CPU"),
         (tamper_nothing_written, "neither written nor pending"),
         (tamper_root, "root is not an absolute path"),
