@@ -125,18 +125,16 @@ def _decide_one(entry: JournalEntry, row: IrqRow, chip: str, name: str, facts: F
     possible = topology.possible | topology.online
     target = original & possible
     gone_cpus = original & ~possible
-    partial = ""
-    if gone_cpus:
-        if not target:
-            detail = (
-                f"none of the original CPUs {original_text} is possible any more (the last possible CPU is "
-                f"{topology.nr_cpu_ids - 1}): not restored"
-            )
-            return _not_restored(entry, row, detail)
-        partial = f"{cpumask.cpus_phrase(gone_cpus)} of the original {original_text} no longer possible"
-        if row.current == target:
-            detail = f"already holds {cpumask.format_cpulist(target)}, all of its original that is left: {partial}"
-            return Decision(entry, replace(row, status="ok", target=row.affinity, detail=detail))
+    if gone_cpus and not target:
+        detail = (
+            f"none of the original CPUs {original_text} is possible any more (the last possible CPU is "
+            f"{topology.nr_cpu_ids - 1}): not restored"
+        )
+        return _not_restored(entry, row, detail)
+    if gone_cpus and row.current == target:  # restored partially before: still the agent's
+        detail = _would_restore(original, target).replace("would restore", "already holds", 1)
+        held = replace(entry, written=cpumask.format_for_file(target, entry.file, topology.nr_cpu_ids))
+        return Decision(held, replace(row, status="ok", target=row.affinity, detail=detail))
     if not force and not entry.holds_agent_mask(row.current):
         wrote = entry.written or entry.pending or ""
         detail = f"holds {row.affinity}, not the {wrote} the agent wrote (changed since); --force restores anyway"
@@ -146,11 +144,9 @@ def _decide_one(entry: JournalEntry, row: IrqRow, chip: str, name: str, facts: F
         status="would-change",
         target=cpumask.format_cpulist(target),
         target_mask=target,
-        detail=f"would restore {cpumask.format_cpulist(target)}: {partial}"
-        if partial
-        else "would restore the original mask",
+        detail=_would_restore(original, target),
     )
-    return Decision(entry, planned, write=target, keep=bool(partial), partial=bool(partial))
+    return Decision(entry, planned, write=target, keep=bool(gone_cpus), partial=bool(gone_cpus))
 
 
 def _decide_default(journal: Journal, scope: Scope, facts: Facts, force: bool) -> Optional[Decision]:
@@ -204,9 +200,25 @@ def _decide_default(journal: Journal, scope: Scope, facts: Facts, force: bool) -
         status="would-change",
         target=cpumask.format_cpulist(target),
         target_mask=target,
-        detail="would restore the original mask",
+        detail=_would_restore(original, target),
     )
     return Decision(entry, planned, write=target, keep=partial, partial=partial)
+
+
+def _would_restore(original: int, target: int) -> str:
+    """The detail of a planned restore (a partial one says what is missing)."""
+    if original == target:
+        return "would restore the original mask"
+    gone = cpumask.cpus_phrase(original & ~target)
+    kept, whole = cpumask.format_cpulist(target), cpumask.format_cpulist(original)
+    return f"would restore {kept}: {gone} of the original {whole} no longer possible"
+
+
+def _restored(decision: Decision) -> str:
+    """The detail of a restore carried out."""
+    if not decision.partial:
+        return "restored the original mask"
+    return "partially " + decision.row.detail.replace("would restore", "restored", 1)
 
 
 def restore(
@@ -300,9 +312,7 @@ def _carry_out(decision: Decision, tree: KernelTree, facts: Facts) -> Tuple[IrqR
         return replace(row, status="vanished", compliant=True, detail=outcome.detail), None, 1
     if outcome.readback == target or (not target & online and outcome.readback is not None):
         if outcome.readback == target:
-            detail = "restored the original mask"
-            if decision.partial:
-                detail = "partially " + decision.row.detail.replace("would restore", "restored", 1)
+            detail = _restored(decision)
         else:
             detail = (
                 f"restored the original mask {target_text}, which has no online CPU: the kernel accepted it and "
@@ -342,6 +352,6 @@ def _carry_out_default(
             raise FatalWriteError(f"cannot write {tree.path(DEFAULT_AFFINITY)}: {describe_oserror(exc)}") from None
         failed = replace(row, status="failed", errno=errno_name(exc.errno or 0), detail=describe_oserror(exc))
         return failed, entry, 0
-    detail = row.detail if decision.partial else "restored the original mask"
+    detail = _restored(decision)
     keep = replace(entry, written=text, pending=None) if decision.partial else None
     return replace(row, status="changed", detail=detail), keep, 1

@@ -409,6 +409,8 @@ def test_vm_resized_down_restores_what_is_possible(tree, cli, tmp_path):
     assert journal_document(state)["entries"]["24"]["original"] == "0-299"  # kept
     again = cli("restore", "--root", root, "--state-dir", state, "--format", "json")
     assert again.code == 1 and again.json()["summary"]["writes"] == 0
+    entry = journal_document(state)["entries"]["24"]
+    assert (entry["original"], entry["written"]) == ("0-299", "0-255")  # still recognised as the agent's
     for args in (("apply",), ("apply", "--dry-run"), ("audit",), ("restore", "--force")):
         result = cli(*args, "--root", root, "--state-dir", state)
         assert result.code in (0, 1) and "internal error" not in result.err, args
