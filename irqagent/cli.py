@@ -60,7 +60,7 @@ commands:
 files:
   {DEFAULT_PATH}   configuration (TOML; a missing default file means defaults)
   {DEFAULT_STATE_DIR}/journal.json   original masks, written before any change
-  {DEFAULT_STATE_DIR}/lock           one writer at a time
+  {DEFAULT_STATE_DIR}/lock           PID of the one writer (which locks the directory)
 
 {EXIT_TEXT}
 
@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--state-dir",
             metavar="DIR",
-            default=DEFAULT_STATE_DIR,
-            help=f"where the journal of original masks lives (default {DEFAULT_STATE_DIR})",
+            help=f"where the journal of original masks lives (default {DEFAULT_STATE_DIR}; "
+            "required with --root other than /)",
         )
 
     p = command(
@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir",
         metavar="DIR",
-        default=DEFAULT_STATE_DIR,
-        help="journal to read (read-only) so the audit shows what apply would do",
+        help=f"journal to read (read-only) so the audit shows what apply would do (default {DEFAULT_STATE_DIR}; "
+        "none with --root other than /)",
     )
 
     p = command(
@@ -169,10 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
         "write back the journaled original masks",
         "For every IRQ in the journal that still holds what irqagent wrote, write back\n"
         "its original mask. IRQs changed by someone else since (or now owned by another\n"
-        "device) are reported and kept in the journal unless --force.",
+        "device) are reported and kept in the journal unless --force. Every entry ends\n"
+        "restored or not restored, with the reason: an earlier boot's entries are\n"
+        "history (--force restores them), another root's are never used, an original\n"
+        "naming CPUs that are no longer possible is restored as far as CPUs remain.",
     )
     root(p), config(p), report_options(p, ("text", "json")), state_dir(p)
-    p.add_argument("--force", action="store_true", help="restore every journaled IRQ, whatever it holds now")
+    p.add_argument(
+        "--force", action="store_true", help="restore every journaled IRQ of this root, whatever it holds now"
+    )
+    p.add_argument("--dry-run", action="store_true", help="write nothing; report what would be restored")
 
     p = command(
         "run",
@@ -233,12 +239,27 @@ def _check_root(root: str) -> None:
         raise IrqagentError(f"--root {root}: not a directory")
 
 
+def state_dir_of(args: argparse.Namespace, required: bool) -> Optional[str]:
+    """``--state-dir``, or the default for the live root.  Another root has no default:
+    its journal must not land in (or be read from) the live machine's."""
+    if args.state_dir:
+        return args.state_dir
+    if os.path.realpath(args.root) == "/":
+        return DEFAULT_STATE_DIR
+    if required:
+        raise IrqagentError(
+            f"--root {args.root} needs --state-dir: {DEFAULT_STATE_DIR} holds the journal of the live machine"
+        )
+    return None
+
+
 def cmd_audit(args: argparse.Namespace, env: Environment) -> int:
     from irqagent import runner
 
     _check_root(args.root)
     config = _load_config(args)
-    store = JournalStore(args.state_dir) if args.state_dir else None
+    state_dir = state_dir_of(args, required=False)
+    store = JournalStore(state_dir) if state_dir else None
     report = runner.audit(KernelTree(args.root), config, store, warn=env.stderr)
     if args.format == "text" and not args.quiet:
         from irqagent.irqbalance import irqbalance_warning
@@ -252,27 +273,41 @@ def cmd_audit(args: argparse.Namespace, env: Environment) -> int:
 
 def cmd_apply(args: argparse.Namespace, env: Environment) -> int:
     from irqagent import runner
+    from irqagent.execute import UnrecordedWrites
 
     _check_root(args.root)
+    state_dir = state_dir_of(args, required=not args.dry_run)
     config = _load_config(args)
     if args.dry_run:
-        report = runner.audit(
-            KernelTree(args.root), config, JournalStore(args.state_dir), command="apply", warn=env.stderr
-        )
+        store = JournalStore(state_dir) if state_dir else None
+        report = runner.audit(KernelTree(args.root), config, store, command="apply", warn=env.stderr)
     else:
-        with StateLock(args.state_dir):
-            report = runner.apply(KernelTree(args.root), config, JournalStore(args.state_dir))
+        with StateLock(state_dir) as state:
+            try:
+                report = runner.apply(KernelTree(args.root), config, JournalStore(state), warn=_warner(env))
+            except UnrecordedWrites as exc:
+                if exc.report is not None:
+                    _emit(exc.report, args, env)
+                raise
     _emit(report, args, env)
     return report.exit_status
+
+
+def _warner(env: Environment):
+    return lambda message: env.stderr.write(f"irqagent: warning: {message}\n")
 
 
 def cmd_restore(args: argparse.Namespace, env: Environment) -> int:
     from irqagent import runner
 
     _check_root(args.root)
+    state_dir = state_dir_of(args, required=True)
     config = _load_config(args)
-    with StateLock(args.state_dir):
-        report = runner.restore_all(KernelTree(args.root), config, JournalStore(args.state_dir), args.force)
+    if args.dry_run:
+        report = runner.restore_all(KernelTree(args.root), config, JournalStore(state_dir), args.force, dry_run=True)
+    else:
+        with StateLock(state_dir) as state:
+            report = runner.restore_all(KernelTree(args.root), config, JournalStore(state), args.force)
     _emit(report, args, env)
     return report.exit_status
 
@@ -281,6 +316,7 @@ def cmd_run(args: argparse.Namespace, env: Environment) -> int:
     from irqagent.daemon import run_daemon
 
     _check_root(args.root)
+    args.state_dir = state_dir_of(args, required=True)
     return run_daemon(args, env)
 
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from irqagent import cpumask
+from irqagent import cpumask, trust
 from irqagent.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -253,6 +253,11 @@ def load_config(path: Optional[str], explicit: bool) -> Config:
     target = path or os.environ.get(CONFIG_ENV) or DEFAULT_PATH
     try:
         with open(target, "rb") as handle:
+            untrusted = trust.problem(os.fstat(handle.fileno()), f"config file {target}") or trust.parents_problem(
+                target
+            )
+            if untrusted:  # sshd's rule: root acts on it, so only root may be able to change it
+                raise ConfigError(f"{untrusted}: refusing to use it (chown root and chmod go-w to fix)")
             raw = handle.read()
     except FileNotFoundError:
         if explicit:

@@ -30,7 +30,7 @@ from irqagent.config import Config, load_config
 from irqagent.facts import PlatformFiles
 from irqagent.refused import Refusal
 from irqagent.errors import ExitStatus, IrqagentError
-from irqagent.journal import JournalStore, StateLock
+from irqagent.journal import JournalStore, StateDir, StateLock
 from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier, watchdog_interval
 from irqagent.output import write_atomic
@@ -96,8 +96,9 @@ def _relevant(event) -> bool:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, config: Config, log: Log, notifier: Notifier, environ):
+    def __init__(self, settings: Settings, config: Config, log: Log, notifier: Notifier, environ, state_dir: StateDir):
         self.settings = settings
+        self.state_dir = state_dir  # open and locked: every pass writes through it
         self.state = DaemonState(config)
         self.log = log
         self.notifier = notifier
@@ -123,11 +124,13 @@ class Daemon:
         tree = KernelTree(self.settings.root)
         tree.platform_files = self.state.platform_files
         try:
+            self.state_dir.ensure_current()  # removed or replaced under us: re-lock or skip the pass
             report = runner.apply(
                 tree,
                 self.state.config,
-                JournalStore(self.settings.state_dir),
+                JournalStore(self.state_dir),
                 refused=self._still_refused,
+                warn=lambda message: self.log(WARNING, message),
             )
         except IrqagentError as exc:
             self.state.baseline = None
@@ -368,6 +371,6 @@ def run_daemon(args, env) -> int:
     config = load_config(args.config, explicit=args.config is not None)
     journald = bool(env.environ.get("JOURNAL_STREAM") or env.environ.get("NOTIFY_SOCKET"))
     log = Log(env.stderr, journald)
-    with StateLock(args.state_dir):
-        daemon = Daemon(settings, config, log, Notifier.from_environ(env.environ), env.environ)
+    with StateLock(args.state_dir) as state_dir:
+        daemon = Daemon(settings, config, log, Notifier.from_environ(env.environ), env.environ, state_dir)
         return daemon.run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import replace
 from typing import Dict, List, Optional, Set, Tuple
@@ -45,6 +46,8 @@ DMI_DIR = "sys/class/dmi/id"
 DMI_FIELDS = ("sys_vendor", "product_name", "bios_vendor")
 VMBUS = "sys/bus/vmbus"
 FADT_FLAGS_OFFSET = 112  # ACPI FADT: Flags (u32) at byte offset 112
+BOOT_ID_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TEMP_SUFFIX = ".irqagent-new"  # file trees only: the temp file of a write by rename
 
 
 def _decode(data: bytes) -> str:
@@ -225,14 +228,36 @@ class KernelTree:
 
     @staticmethod
     def _replace_file(path: str, data: bytes, mode: int) -> None:
-        temp = f"{path}.irqagent-new"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        temp = path + TEMP_SUFFIX
+        try:
+            os.unlink(temp)  # a stray one from a killed run (unlink never follows a symlink)
+        except FileNotFoundError:
+            pass
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         try:
             os.write(fd, data)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
         os.replace(temp, path)
+
+    def remove_stray_temps(self, irqs: List[int]) -> int:
+        """Remove the temp files of writes by rename that a killed run left in a file tree
+        (only our own names; /proc cannot hold them)."""
+        removed = 0
+        names = [f"{PROC_IRQ}/{irq}/{filename}" for irq in irqs for filename in ("smp_affinity_list", "smp_affinity")]
+        for rel in names + [DEFAULT_AFFINITY]:
+            try:
+                os.unlink(self.path(rel) + TEMP_SUFFIX)
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def boot_id(self) -> Optional[str]:
+        """The root's boot ID (a UUID, lower case), or None when it is absent or malformed."""
+        text = (self.read_optional(BOOT_ID, attribute=True) or "").strip().lower()
+        return text if BOOT_ID_FORM.fullmatch(text) else None
 
     def _read_irq(self, irq: int, sys_irq: bool, want_node: bool, msi_device: Dict[int, str]) -> IrqFacts:
         base = f"{PROC_IRQ}/{irq}"
@@ -397,7 +422,7 @@ class KernelTree:
             acpi_tables=frozenset(name for name in IOMMU_TABLES if self.exists(f"{ACPI_TABLES}/{name}")),
             dmi=dmi,
             vmbus=self.exists(VMBUS),
-            boot_id=(self.read_optional(BOOT_ID, attribute=True) or "").strip()[:64] or None,
+            boot_id=self.boot_id(),
         )
 
     # -- everything --------------------------------------------------------------

@@ -323,16 +323,12 @@ def _effective(irq: IrqFacts, nr_cpu_ids: int) -> int:
 
 
 def _journal_original(journal: Journal, irq: IrqFacts, current: int) -> Optional[int]:
-    """The journaled original when the IRQ still holds what the agent wrote, else None."""
+    """The journaled original when the IRQ still holds what the agent wrote (or was
+    writing when it was stopped), else None."""
     entry = journal.entries.get(irq.irq)
     if entry is None or not entry.same_interrupt(irq.chip, irq.name) or entry.file != irq.affinity_file:
         return None
-    try:
-        if cpumask.parse_for_file(entry.written, entry.file, 1 << 24) != current:
-            return None
-        return cpumask.parse_for_file(entry.original, entry.file, 1 << 24)
-    except cpumask.CpumaskError:
-        return None
+    return entry.mask(entry.original) if entry.holds_agent_mask(current) else None
 
 
 def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[DefaultAffinityRow]:

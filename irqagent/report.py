@@ -92,7 +92,7 @@ class Report:
 
     @property
     def verb(self) -> str:
-        return "apply --dry-run" if self.command == "apply" and self.dry_run else self.command
+        return f"{self.command} --dry-run" if self.dry_run else self.command
 
     # -- JSON ------------------------------------------------------------------
 

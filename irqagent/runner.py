@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -10,9 +11,9 @@ from typing import Callable, Dict, Optional, TextIO
 from irqagent.config import Config, rules_need_driver
 from irqagent.controllers import Controller, build_controllers, chip_counts
 from irqagent.errors import StateError
-from irqagent.execute import Execution, apply_plan
+from irqagent.execute import Execution, UnrecordedWrites, apply_plan
 from irqagent.facts import Facts
-from irqagent.journal import EMPTY, Journal, JournalStore
+from irqagent.journal import EMPTY, Journal, JournalStore, Scope, fresh, scope_of
 from irqagent.kernel import KernelTree
 from irqagent.plan import IrqRow, Plan, make_plan
 from irqagent.platform import Platform, decide_platform
@@ -72,15 +73,46 @@ def _report(command: str, model: Model, started: float, outcome: Optional[Execut
     )
 
 
-def peek_journal(store: Optional[JournalStore], warn: TextIO = sys.stderr) -> Journal:
-    """The journal for read-only commands: a damaged one is a warning, not a stop."""
+def peek_journal(store: Optional[JournalStore], scope: Scope, warn: TextIO = sys.stderr) -> Journal:
+    """The journal for read-only commands: a damaged one, or one of another root or an
+    earlier boot, is a warning, not a stop (and not used)."""
     if store is None:
         return EMPTY
     try:
-        return store.load()
+        journal = store.load()
     except StateError as exc:
         print(f"irqagent: warning: {exc}", file=warn)
         return EMPTY
+    relation = journal.relation(scope)
+    if relation != "current":
+        print(f"irqagent: warning: {_not_used(store, journal, relation)}", file=warn)
+        return EMPTY
+    return journal
+
+
+def _not_used(store: JournalStore, journal: Journal, relation: str) -> str:
+    if relation == "foreign":
+        return f"journal {store.path} holds {journal.describe()}, not this root: not used"
+    return f"journal {store.path} holds {journal.describe()} from an earlier boot (boot ID {journal.boot_id}): history"
+
+
+def usable_journal(
+    store: JournalStore, journal: Journal, scope: Scope, warn: Optional[Callable[[str], None]] = None
+) -> Journal:
+    """The journal ``apply`` builds on.  Another root's is refused (exit 2): the run
+    would overwrite it.  An earlier boot's is history: dropped (the first save of this
+    run, which journals this boot's originals, replaces it)."""
+    relation = journal.relation(scope)
+    if relation == "foreign":
+        raise StateError(
+            f"{_not_used(store, journal, relation)}; refusing to replace it: use another --state-dir "
+            f"(or run irqagent restore --root {journal.root} with this one first)"
+        )
+    if relation == "stale":
+        if warn is not None:
+            warn(f"{_not_used(store, journal, relation)}: dropped")
+        return fresh(scope)
+    return replace(journal, root=scope.root, boot_id=scope.boot_id)
 
 
 def audit(
@@ -92,7 +124,7 @@ def audit(
 ) -> Report:
     """Read-only: the plan as a report (``audit`` and ``apply --dry-run``)."""
     started = time.monotonic()
-    model = build_model(read_facts(tree, config), config, peek_journal(store, warn))
+    model = build_model(read_facts(tree, config), config, peek_journal(store, scope_of(tree), warn))
     return _report(command, model, started, dry_run=command == "apply")
 
 
@@ -101,20 +133,45 @@ def apply(
     config: Config,
     store: JournalStore,
     refused: Optional[Callable[[IrqRow], Optional[IrqRow]]] = None,
+    warn: Optional[Callable[[str], None]] = None,
 ) -> Report:
     """Plan, journal, write, verify.  The caller holds the state lock.
 
     ``refused(row)`` (the daemon's memory) returns the earlier outcome of a write the
-    kernel refused; such rows are reported again instead of written again.
+    kernel refused; such rows are reported again instead of written again.  ``warn``
+    receives notices (an earlier boot's journal dropped).
     """
     started = time.monotonic()
-    journal = store.load()
+    loaded = store.load()
+    journal = usable_journal(store, loaded, scope_of(tree), warn)
     model = build_model(read_facts(tree, config), config, journal)
     plan = model.plan
     if refused is not None:
         plan = replace(plan, rows=tuple(_not_again(row, refused) for row in plan.rows))
-    execution = apply_plan(plan, tree, store, journal, model.facts.topology)
+    _remove_stray_temps(tree, store, model.facts)
+    try:
+        execution = apply_plan(plan, tree, store, journal, model.facts.topology)
+    except UnrecordedWrites as exc:
+        exc.report = _report("apply", model, started, exc.execution)
+        raise
+    if journal.empty and not loaded.empty and not _writes_planned(plan):
+        store.save(journal)  # an earlier boot's history, and nothing of this boot to journal
     return _report("apply", model, started, execution)
+
+
+def _writes_planned(plan: Plan) -> bool:
+    default = plan.default_affinity
+    return bool(plan.writes) or (default is not None and default.status == "would-change")
+
+
+def _remove_stray_temps(tree: KernelTree, store: JournalStore, facts: Facts) -> None:
+    """Temp files a killed run left: the journal's, and (file trees only) the masks'.
+    Only under the state lock: another writer's temp files are not strays."""
+    if not store.state.locked:
+        return
+    store.state.remove_stray_temps()
+    if os.path.realpath(tree.root) != "/":
+        tree.remove_stray_temps([irq.irq for irq in facts.irqs])
 
 
 def _not_again(row: IrqRow, refused: Callable[[IrqRow], Optional[IrqRow]]) -> IrqRow:
@@ -131,9 +188,12 @@ def _not_again(row: IrqRow, refused: Callable[[IrqRow], Optional[IrqRow]]) -> Ir
     )
 
 
-def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bool) -> Report:
+def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bool, dry_run: bool = False) -> Report:
+    """``restore`` (the caller holds the state lock unless ``dry_run``)."""
     started = time.monotonic()
     journal = store.load()
     model = build_model(read_facts(tree, config), config, EMPTY)
-    result = restore(model.facts, list(model.plan.rows), tree, store, journal, force)
-    return _report("restore", model, started, result, not_restored=result.not_restored)
+    if not dry_run:
+        _remove_stray_temps(tree, store, model.facts)
+    result = restore(model.facts, list(model.plan.rows), tree, store, journal, scope_of(tree), force, dry_run)
+    return _report("restore", model, started, result, not_restored=result.not_restored, dry_run=dry_run)

@@ -58,6 +58,7 @@ def by_irq(report):
         (errno.EIO, "managed"),
         (errno.EPERM, "managed"),
         (errno.ENOENT, "vanished"),
+        (errno.EBUSY, "failed"),
     ],
 )
 def test_each_errno_is_reported_and_the_run_goes_on(tree, tmp_path, code, status):

@@ -14,6 +14,8 @@ def sample():
     return Journal(
         {24: JournalEntry(24, "0-299", "0-254", "PCI-MSI", "virtio1-input.0", time=1.5)},
         JournalEntry(-1, "fff,ffffffff", "7f,ffffffff", file="default_smp_affinity"),
+        root="/",
+        boot_id="0b5e2b8e-4f0e-4a57-9a43-3b8a0e4c2f11",
     )
 
 
@@ -46,7 +48,7 @@ def test_no_temp_files_left_behind(tmp_path):
         lambda text: text.replace('"0-254"', '"0-253"'),  # edited: checksum mismatch
         lambda text: "",
         lambda text: "\x00\x01garbage",
-        lambda text: text.replace("irqagent.journal/1", "irqagent.journal/9"),
+        lambda text: text.replace("irqagent.journal/2", "irqagent.journal/9"),
     ],
 )
 def test_damaged_journal_is_detected(tmp_path, damage):
@@ -63,7 +65,7 @@ def test_damaged_journal_is_detected(tmp_path, damage):
 def test_checksummed_garbage_masks_are_refused():
     document = json.loads(encode(sample()))
     document["entries"]["24"]["original"] = "not-a-mask"
-    body = {"entries": document["entries"], "default_smp_affinity": document["default_smp_affinity"]}
+    body = {key: document[key] for key in ("root", "boot_id", "entries", "default_smp_affinity")}
     from irqagent.journal import _checksum
 
     document["sha256"] = _checksum(body)
@@ -74,7 +76,7 @@ def test_checksummed_garbage_masks_are_refused():
 def test_unusable_state_dir_is_a_state_error(tmp_path):
     (tmp_path / "file").write_text("")
     store = JournalStore(str(tmp_path / "file" / "state"))  # a path through a regular file: ENOTDIR
-    with pytest.raises(StateError, match="refusing to change IRQs"):
+    with pytest.raises(StateError, match="cannot create state directory"):
         store.save(sample())
 
 

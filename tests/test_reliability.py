@@ -205,7 +205,9 @@ def small_tmpfs(tmp_path):
         pytest.skip("mounting needs root")
     mount = tmp_path / "mnt"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount tmpfs here")
     try:
         yield str(mount)

@@ -1,0 +1,200 @@
+"""kill -9 at seeded random moments of a re-apply and of a daemon pass after a reload:
+``restore`` must recover 100% of the originals every time (issue #12).
+
+Each test runs 50 trials of a real process on a 300-vCPU, 300-IRQ tree whose IRQs
+already hold what a first apply wrote; the second run (a new config) rewrites every
+one of them.  About a minute each on a 2-CPU machine.
+"""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from irqagent import runner
+from irqagent.config import Config
+from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+from irqagent.journal import JournalStore
+from irqagent.kernel import KernelTree
+
+from conftest import REPO, read, write
+
+TRIALS = 50
+NEW_CONFIG = '[policy]\nexclude_cpus = "0-63"\n'  # every IRQ moves again: 0-254 -> 64-254
+
+pytestmark = pytest.mark.slow
+
+
+def masks(root):
+    found = {"default": read(root, "proc/irq/default_smp_affinity")}
+    for name in os.listdir(os.path.join(root, "proc/irq")):
+        if name.isdigit():
+            found[int(name)] = read(root, f"proc/irq/{name}/smp_affinity_list")
+    return found
+
+
+def reset(root, saved):
+    for key, text in saved.items():
+        rel = "proc/irq/default_smp_affinity" if key == "default" else f"proc/irq/{key}/smp_affinity_list"
+        if read(root, rel) != text:
+            write(root, rel, text + "\n")
+
+
+def first_written(root, before, after):
+    """The IRQ the run writes first (writes go in IRQ order) and the text it holds before."""
+    irq = min(key for key in after if key != "default" and after[key] != before[key])
+    return f"proc/irq/{irq}/smp_affinity_list", before[irq]
+
+
+def wait_for_change(root, rel, text, process, limit=30.0):
+    """Poll one mask file until the run changes it (its writes have begun)."""
+    deadline = time.monotonic() + limit
+    while read(root, rel) == text:
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
+def kill_at_random(process, root, first, span, rng):
+    """SIGKILL at a seeded random moment: mostly during the writes (the moments that matter:
+    measured from the first write), sometimes at any moment of the run."""
+    if rng.random() < 0.8:
+        wait_for_change(root, *first, process)
+        time.sleep(rng.uniform(0.0, 1.0) * span)
+    else:
+        time.sleep(rng.uniform(0.0, 0.5))
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def first_applied(tmp_path_factory):
+    """(root, pristine masks, masks after the first apply, journal text after it)."""
+    base = tmp_path_factory.mktemp("crash")
+    root = str(base / "tree")
+    write_tree(TreeSpec(cpus=300, kernel="5.4.0", irqs=guest_irqs(300, 300, "5.4.0"), cpuinfo_style="minimal"), root)
+    pristine = masks(root)
+    state = str(base / "state")
+    assert runner.apply(KernelTree(root), Config(), JournalStore(state)).writes == 301
+    with open(os.path.join(state, "journal.json")) as handle:
+        journal = handle.read()
+    return root, pristine, masks(root), journal
+
+
+def fresh_state(tmp_path, trial, journal):
+    state = tmp_path / f"s{trial}"
+    state.mkdir(mode=0o700)
+    (state / "journal.json").write_text(journal)
+    return str(state)
+
+
+def check_recovered(root, state, pristine, trial, moved):
+    report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
+    stuck = [(r.irq, r.status, r.affinity, r.detail) for r in report.rows if r.status in ("ignored", "failed")]
+    assert report.exit_status == 0, f"trial {trial} ({moved} IRQs moved before the kill): {stuck[:3]}"
+    assert masks(root) == pristine, f"trial {trial}: not every original is back"
+
+
+def test_kill_9_during_a_reapply_with_a_new_config(first_applied, tmp_path):
+    root, pristine, after_first, journal = first_applied
+    config = tmp_path / "new.toml"
+    config.write_text(NEW_CONFIG)
+    rng = random.Random(12_2026)
+
+    def start(state):
+        return subprocess.Popen(
+            [sys.executable, "-m", "irqagent", "apply", "--root", root, "--state-dir", state, "--config", str(config)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    reset(root, after_first)
+    timing = start(fresh_state(tmp_path, "timing", journal))
+    assert timing.wait(timeout=60) == 0
+    first = first_written(root, after_first, masks(root))
+    reset(root, after_first)
+    timing = start(fresh_state(tmp_path, "timing2", journal))
+    assert wait_for_change(root, *first, timing)
+    started = time.monotonic()
+    assert timing.wait(timeout=60) == 0
+    span = time.monotonic() - started  # from the first write to the end of the run
+    midway = 0
+    for trial in range(TRIALS):
+        reset(root, after_first)
+        state = fresh_state(tmp_path, trial, journal)
+        kill_at_random(start(state), root, first, span, rng)
+        moved = sum(1 for key, text in masks(root).items() if text != after_first[key])
+        midway += 0 < moved < len(after_first)
+        check_recovered(root, state, pristine, trial, moved)
+    print(f"{midway} of {TRIALS} kills landed in the middle of the writes")
+    assert midway >= TRIALS // 4, "the kills missed the writes: the test proves nothing"
+
+
+def test_kill_9_during_the_daemon_pass_after_a_reload(first_applied, tmp_path):
+    root, pristine, after_first, journal = first_applied
+    config = tmp_path / "irqagent.toml"
+    rng = random.Random(20_261_125)
+
+    def start(state, metrics):
+        config.write_text("")  # the config of the first apply: the start pass writes nothing
+        return subprocess.Popen(
+            [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", state, "--config", str(config)]
+            + ["--no-uevents", "--interval", "3600", "--metrics-file", metrics],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_for(path, text, process):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as handle:
+                    if text in handle.read():
+                        return
+            except FileNotFoundError:
+                pass
+            assert process.poll() is None, "the daemon died"
+            time.sleep(0.01)
+        raise AssertionError(f"no {text!r} in {path}")
+
+    def reload_pass(trial):
+        """Start the daemon, wait for its first pass, reload with the new config: the process."""
+        reset(root, after_first)
+        state = fresh_state(tmp_path, trial, journal)
+        metrics = str(tmp_path / f"m{trial}.prom")
+        process = start(state, metrics)
+        wait_for(metrics, "irqagent_passes_total 1", process)
+        config.write_text(NEW_CONFIG)
+        process.send_signal(signal.SIGHUP)
+        return process, state, metrics
+
+    process, _, metrics = reload_pass("timing")
+    wait_for(metrics, "irqagent_passes_total 2", process)
+    first = first_written(root, after_first, masks(root))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    process, _, metrics = reload_pass("timing2")
+    assert wait_for_change(root, *first, process)
+    started = time.monotonic()
+    wait_for(metrics, "irqagent_passes_total 2", process)
+    span = time.monotonic() - started  # from the first write to the end of the pass
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    midway = 0
+    for trial in range(TRIALS):
+        process, state, _ = reload_pass(trial)
+        kill_at_random(process, root, first, span, rng)
+        moved = sum(1 for key, text in masks(root).items() if text != after_first[key])
+        midway += 0 < moved < len(after_first)
+        check_recovered(root, state, pristine, trial, moved)
+        shutil.rmtree(state)
+    print(f"{midway} of {TRIALS} kills landed in the middle of the writes")
+    assert midway >= TRIALS // 4, "the kills missed the writes: the test proves nothing"
