@@ -9,6 +9,7 @@ import pytest
 
 from irqagent.config import Config
 from irqagent.daemon import Daemon, Log, Settings
+from irqagent.journal import StateLock
 from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier
 from irqagent.snapshot import take_snapshot
@@ -86,8 +87,10 @@ class FakeUevents:
 @pytest.fixture
 def daemon(tree, tmp_path):
     root = tree("refused-61-kvm")
-    settings = Settings(root, str(tmp_path / "state"), None, None, None, uevents=False)
-    return Daemon(settings, Config(), Log(io.StringIO(), journald=False), Notifier(None), {})
+    state = str(tmp_path / "state")
+    settings = Settings(root, state, None, None, None, uevents=False)
+    with StateLock(state) as locked:
+        yield Daemon(settings, Config(), Log(io.StringIO(), journald=False), Notifier(None), {}, locked)
 
 
 def test_daemon_rereads_the_madt_only_after_a_cpu_uevent(daemon):
