@@ -20,9 +20,20 @@ from irqagent.facts import Facts, IrqFacts
 from irqagent.interrupts import InterruptsFormatError, parse_interrupts
 from irqagent.topology import build_topology
 
-MAX_FILE_BYTES = 1 << 30  # refuse to slurp absurd files (a hostile --root)
 READ_CHUNK = 1 << 18
 WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+# Every file is opened without blocking (a FIFO or a device under --root must not hang
+# the agent), without following a symbolic link in its last component (the kernel puts
+# none where the agent reads), and is read only when fstat() says it is a regular file
+# -- procfs and sysfs files are regular files of size 0 -- or, for dev/cpu/N/cpuid and
+# dev/cpu/N/msr only, the character device of that driver.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+CPUID_MAJOR = 203  # the cpuid driver's character devices (Documentation/admin-guide/devices.txt)
+MSR_MAJOR = 202
+# Reads are bounded before they happen: a mask file needs a few KB even at 32,768 CPUs
+# (a hex mask 9 KB, the longest cpulist 96 KB), so one-value files get ATTRIBUTE_LIMIT;
+# only the multi-record files that grow with CPUs and IRQs get more.
+ATTRIBUTE_LIMIT = 1 << 20
 
 CPUINFO = "proc/cpuinfo"
 PROC_IRQ = "proc/irq"
@@ -34,6 +45,34 @@ PCI_DEVICES = "sys/bus/pci/devices"
 OSRELEASE = "proc/sys/kernel/osrelease"
 CMDLINE = "proc/cmdline"
 DEFAULT_AFFINITY = "proc/irq/default_smp_affinity"
+LARGE_FILES = {
+    CPUINFO: 256 << 20,  # 32,768 CPUs x up to 8 KiB per processor block
+    INTERRUPTS: 1 << 30,  # one column per CPU on every line (old kernels only)
+}
+
+
+def read_limit(rel: str) -> int:
+    """The most bytes the agent reads from ``rel``; a longer file is refused (EFBIG)."""
+    return LARGE_FILES.get(rel, ATTRIBUTE_LIMIT)
+
+
+class UnreadableFile(OSError):
+    """A file the agent does not read: not a regular file, or larger than its limit.
+    Its message is complete (``describe_oserror`` shows it as is)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def _decode(data: bytes) -> str:
@@ -42,6 +81,8 @@ def _decode(data: bytes) -> str:
 
 def describe_oserror(exc: OSError) -> str:
     """``ENOENT (No such file or directory)`` style text for messages."""
+    if isinstance(exc, UnreadableFile):
+        return str(exc.strerror)
     name = errno.errorcode.get(exc.errno or 0, "E?")
     return f"{name} ({exc.strerror or os.strerror(exc.errno or 0)})"
 
@@ -73,10 +114,54 @@ class KernelTree:
         except OSError as exc:
             raise InputError(f"cannot read {self.path(rel)}: {describe_oserror(exc)}") from None
 
-    def _read(self, rel: str, attribute: bool = False) -> str:
-        fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
+    def read_bytes_optional(self, rel: str, limit: int = ATTRIBUTE_LIMIT) -> Optional[bytes]:
+        """A binary file (an ACPI table...): its bytes, at most ``limit`` of them, or None
+        when it is missing, not a regular file, larger than ``limit`` or unreadable."""
         try:
-            text = self._read_fd(fd, attribute)
+            fd, _ = self.open_file(rel)
+        except OSError:
+            return None
+        try:
+            data = self._read_bytes(fd, limit)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        self.record(rel, None)
+        return data
+
+    def open_file(self, rel: str, device_major: Optional[int] = None) -> Tuple[int, os.stat_result]:
+        """Open ``rel`` for reading without blocking: (fd, its fstat).  Raises OSError, and
+        :class:`UnreadableFile` for anything but a regular file -- or a character device
+        of ``device_major`` (``CPUID_MAJOR``, ``MSR_MAJOR``) when one is asked for.  The
+        caller closes the fd."""
+        path = self.path(rel)
+        try:
+            fd = os.open(path, OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP and os.path.islink(path):
+                raise UnreadableFile(errno.ELOOP, "is a symbolic link, not a regular file") from None
+            raise
+        try:
+            info = os.fstat(fd)
+            mode = info.st_mode
+            if stat.S_ISREG(mode) or (
+                device_major is not None and stat.S_ISCHR(mode) and os.major(info.st_rdev) == device_major
+            ):
+                return fd, info
+            code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+            if device_major is not None and stat.S_ISCHR(mode):
+                device = f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+                raise UnreadableFile(code, f"is character device {device}, not a text file or device {device_major}:N")
+            raise UnreadableFile(code, f"is {_kind(mode)}, not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _read(self, rel: str, attribute: bool = False) -> str:
+        fd, _ = self.open_file(rel)
+        try:
+            text = self._read_fd(fd, attribute, read_limit(rel))
         finally:
             os.close(fd)
         self.record(rel, text)
@@ -86,24 +171,31 @@ class KernelTree:
         """Called for every file used (text None: only its presence or link target counts)."""
         self.accessed.add(rel)
 
+    @classmethod
+    def _read_fd(cls, fd: int, attribute: bool = False, limit: int = ATTRIBUTE_LIMIT) -> str:
+        return _decode(cls._read_bytes(fd, limit, attribute))
+
     @staticmethod
-    def _read_fd(fd: int, attribute: bool = False) -> str:
-        """Read to the end.  ``attribute``: a one-record file (proc/irq/N/*, sysfs), where
+    def _read_bytes(fd: int, limit: int, attribute: bool = False) -> bytes:
+        """Read to the end, at most ``limit`` bytes (more is EFBIG: memory stays bounded
+        whatever the file).  ``attribute``: a one-record file (proc/irq/N/*, sysfs), where
         the kernel hands over the whole text at once, so a short read is the end and one
         read() is enough.  Multi-record files such as cpuinfo come in pieces: read until
         read() returns nothing."""
-        chunk = os.read(fd, READ_CHUNK)
-        if attribute and len(chunk) < READ_CHUNK:
-            return _decode(chunk)
         chunks = []
         size = 0
-        while chunk:
-            size += len(chunk)
-            if size > MAX_FILE_BYTES:
-                raise OSError(errno.EFBIG, "file too large")
+        while True:
+            wanted = min(READ_CHUNK, limit + 1 - size)
+            chunk = os.read(fd, wanted)
+            if not chunk:
+                break
             chunks.append(chunk)
-            chunk = os.read(fd, READ_CHUNK)
-        return _decode(b"".join(chunks))
+            size += len(chunk)
+            if size > limit:
+                raise UnreadableFile(errno.EFBIG, f"is larger than {limit} bytes: not read")
+            if attribute and len(chunks) == 1 and len(chunk) < wanted:
+                break
+        return b"".join(chunks)
 
     def listdir(self, rel: str) -> Optional[List[str]]:
         try:
@@ -123,9 +215,9 @@ class KernelTree:
     def read_affinity(self, irq: int, filename: str = "smp_affinity_list") -> Tuple[str, bool]:
         """(text, writable) of an affinity file; raises OSError."""
         rel = f"{PROC_IRQ}/{irq}/{filename}"
-        fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
+        fd, info = self.open_file(rel)
+        mode = info.st_mode
         try:
-            mode = os.fstat(fd).st_mode
             text = self._read_fd(fd, attribute=True)
         finally:
             os.close(fd)
@@ -158,11 +250,14 @@ class KernelTree:
         a crash never leaves a half-written mask there either."""
         path = self.path(rel)
         data = (text + "\n").encode("ascii")
-        info = os.stat(path)
-        if stat.S_ISREG(info.st_mode) and info.st_size > 0:  # procfs files report size 0
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile(errno.EINVAL, f"is {_kind(info.st_mode)}, not a regular file: not written")
+        if info.st_size > 0:  # procfs files report size 0
             self._replace_file(path, data, stat.S_IMODE(info.st_mode))
             return
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        # Non-blocking and no symlink: a FIFO swapped in meanwhile fails (ENXIO), never hangs.
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
         try:
             written = os.write(fd, data)
             if written != len(data):
@@ -211,7 +306,7 @@ class KernelTree:
         node = None
         if want_node:
             node_text = (self.read_optional(f"{base}/node", attribute=True) or "").strip()
-            node = int(node_text) if cpumask.is_decimal(node_text) else None
+            node = int(node_text) if cpumask.is_decimal(node_text) and len(node_text) < 10 else None
         return IrqFacts(
             irq=irq,
             chip=chip,
@@ -254,38 +349,33 @@ class KernelTree:
     def read_cpuid(self, cpu: int) -> Tuple[Optional[Dict[Tuple[int, int], cpuid_mod.Regs]], str]:
         """The hypervisor leaves of ``cpu`` from ``dev/cpu/N/cpuid`` (device or text file)."""
         rel = f"dev/cpu/{cpu}/cpuid"
-        path = self.path(rel)
         try:
-            mode = os.stat(path).st_mode
+            fd, info = self.open_file(rel, device_major=CPUID_MAJOR)
+        except FileNotFoundError:
+            return None, f"{rel} does not exist (load the cpuid module: modprobe cpuid)"
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None, f"{rel} does not exist (load the cpuid module: modprobe cpuid)"
-            return None, f"cannot stat {rel}: {describe_oserror(exc)}"
-        if stat.S_ISREG(mode):
-            try:
-                text = self._read(rel)
-                table = cpuid_mod.parse_text(text)
-            except OSError as exc:
-                return None, f"cannot read {rel}: {describe_oserror(exc)}"
-            except cpuid_mod.CpuidFormatError as exc:
-                raise InputError(f"{path}: {exc}") from None
-            leaves = cpuid_mod.collect(lambda leaf, sub: table.get((leaf, sub), cpuid_mod.ZERO))
-        elif stat.S_ISCHR(mode):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                return None, f"cannot open {rel}: {describe_oserror(exc)}"
-            try:
-                leaves = cpuid_mod.collect(
-                    lambda leaf, sub: cpuid_mod.decode_bytes(os.pread(fd, 16, cpuid_mod.device_offset(leaf, sub)))
-                )
-            except (OSError, cpuid_mod.CpuidFormatError) as exc:
-                detail = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
-                return None, f"cannot read {rel}: {detail}"
-            finally:
-                os.close(fd)
-        else:
-            return None, f"{rel} is neither the cpuid device nor a text file"
+            return None, f"cannot open {rel}: {describe_oserror(exc)}"
+        try:
+            if stat.S_ISREG(info.st_mode):
+                try:
+                    text = self._read_fd(fd, limit=ATTRIBUTE_LIMIT)
+                    table = cpuid_mod.parse_text(text)
+                except OSError as exc:
+                    return None, f"cannot read {rel}: {describe_oserror(exc)}"
+                except cpuid_mod.CpuidFormatError as exc:
+                    raise InputError(f"{self.path(rel)}: {exc}") from None
+                self.record(rel, text)
+                leaves = cpuid_mod.collect(lambda leaf, sub: table.get((leaf, sub), cpuid_mod.ZERO))
+            else:
+                try:
+                    leaves = cpuid_mod.collect(
+                        lambda leaf, sub: cpuid_mod.decode_bytes(os.pread(fd, 16, cpuid_mod.device_offset(leaf, sub)))
+                    )
+                except (OSError, cpuid_mod.CpuidFormatError) as exc:
+                    detail = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+                    return None, f"cannot read {rel}: {detail}"
+        finally:
+            os.close(fd)
         self.cpuid_leaves_read[cpu] = leaves
         return leaves, ""
 

@@ -65,9 +65,8 @@ def _copy_one(tree: KernelTree, rel: str, text: Optional[str], dest: str) -> Non
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.symlink(os.readlink(source), target)
         return
-    if text is None:
-        with open(source, "rb") as handle:
-            data = handle.read(1 << 16)
+    if text is None:  # a file whose presence counted (never opened in blocking mode: a FIFO would hang)
+        data = tree.read_bytes_optional(rel, 1 << 16) or b""
         text = data.decode("utf-8", "replace")
     _write(dest, rel, text, stat.S_IMODE(info.st_mode))
 
