@@ -204,6 +204,8 @@ def _execute_row(
         if outcome.errno in ("EIO", "EPERM"):
             details.append("the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)")
             return replace(row, status="managed", errno=errno_text, detail="; ".join(details)), None, 0
+        if outcome.errno == "EBUSY":
+            details.append("the previous move of this vector is still in flight: retrying on the next pass")
         return replace(row, status="failed", errno=errno_text, detail="; ".join(details)), None, 0
     kept = replace(entry, written=cpumask.format_for_file(target, row.affinity_file, nr_cpu_ids))
     if outcome.readback == target:
