@@ -253,3 +253,18 @@ def test_huge_numbers_in_required_files_are_one_line_exit_2(tree, cli, rel, text
     result = cli("audit", "--root", root)
     assert result.code == 2 and len(result.err.splitlines()) == 1, result.err
     assert "internal error" not in result.err and ("implausibly large" in result.err or "expected six" in result.err)
+
+
+def test_binary_reads_are_bounded_and_regular_files_only(tmp_path):
+    """``read_bytes_optional`` (ACPI tables): the bytes, or None -- never a hang or a huge read."""
+    os.makedirs(tmp_path / "sys/firmware/acpi/tables")
+    table = tmp_path / "sys/firmware/acpi/tables/APIC"
+    table.write_bytes(b"APIC" + bytes(range(256)) * 4)
+    tree = KernelTree(str(tmp_path))
+    assert tree.read_bytes_optional("sys/firmware/acpi/tables/APIC", 4096) == b"APIC" + bytes(range(256)) * 4
+    assert "sys/firmware/acpi/tables/APIC" in tree.accessed
+    assert tree.read_bytes_optional("sys/firmware/acpi/tables/APIC", 1000) is None  # larger than asked
+    os.mkfifo(tmp_path / "sys/firmware/acpi/tables/DMAR")
+    with alarm():
+        assert tree.read_bytes_optional("sys/firmware/acpi/tables/DMAR") is None
+    assert tree.read_bytes_optional("sys/firmware/acpi/tables/absent") is None
