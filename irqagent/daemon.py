@@ -47,7 +47,7 @@ from irqagent.report import Report
 
 RELEVANT_SUBSYSTEMS = frozenset({"cpu", "pci", "net", "queues", "msi", "virtio", "vmbus", "xen", "xen-backend", "nvme"})
 RELEVANT_ACTIONS = frozenset({"add", "remove", "change", "online", "offline", "bind", "unbind", "move"})
-UEVENT_BUFFER = 1 << 16  # a uevent is at most 8 KiB (UEVENT_BUFFER_SIZE... plus headers)
+UEVENT_BUFFER = 1 << 16  # a uevent datagram: its path and at most 2,048 bytes of environment
 UEVENT_RCVBUF = 4 << 20  # kernel socket buffer asked for: fewer overflows in a storm
 DRAIN_SLICE = 0.2  # seconds one wakeup may spend reading uevents before timers are checked
 
