@@ -112,7 +112,9 @@ class Config:
 class _Table:
     """One TOML table being validated: typed getters that name the key on error."""
 
-    def __init__(self, data: Mapping[str, Any], where: str, allowed: Tuple[str, ...], budget: List[int]):
+    def __init__(
+        self, data: Mapping[str, Any], where: str, allowed: Tuple[str, ...], budget: Optional[List[int]] = None
+    ):
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: must be a table")
         unknown = sorted(set(data) - set(allowed))
@@ -120,7 +122,7 @@ class _Table:
             raise ConfigError(f"{where}: unknown key {quote(unknown[0])} (known: {', '.join(allowed)})")
         self.data = data
         self.where = where
-        self.budget = budget  # mask bits the config's lists may still use, shared by all tables
+        self.budget = [MAX_MASK_BITS] if budget is None else budget  # mask bits its lists may still use (shared)
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where != "top level" else name
@@ -215,8 +217,8 @@ def parse_config(text: str, path: Optional[str] = None) -> Config:
 
 def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     budget = [MAX_MASK_BITS]
-    top = _Table(data, "top level", ("reachability", "controller", "policy", "rule", "daemon"), budget)
-    reach = _Table(top.get("reachability", dict, {}), "reachability", ("broadcast_apic_id_255", "ext_dest_id"), budget)
+    top = _Table(data, "top level", ("reachability", "controller", "policy", "rule", "daemon"))
+    reach = _Table(top.get("reachability", dict, {}), "reachability", ("broadcast_apic_id_255", "ext_dest_id"))
     ext = reach.get("ext_dest_id", (str, bool), "auto")
     if isinstance(ext, str) and ext != "auto":
         raise ConfigError(f'reachability.ext_dest_id: {quote(ext)} is not one of "auto", true, false')
@@ -247,7 +249,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
         default_smp_affinity=pol.get("default_smp_affinity", bool, True),
     )
     rules = [_rule(index, raw, budget) for index, raw in enumerate(top.get("rule", list, []))]
-    dae = _Table(top.get("daemon", dict, {}), "daemon", ("interval", "debounce", "max_delay", "metrics_file"), budget)
+    dae = _Table(top.get("daemon", dict, {}), "daemon", ("interval", "debounce", "max_delay", "metrics_file"))
     interval = _seconds(dae, "interval", 60, 1, 86400)
     debounce = _seconds(dae, "debounce", 0.5, 0, 10)
     max_delay = _seconds(dae, "max_delay", 2, 0.1, 600)

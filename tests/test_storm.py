@@ -190,6 +190,7 @@ def test_lost_events_are_logged_once_per_storm_and_answered_with_a_pass(tree, st
     assert process.wait(timeout=10) == 0
 
 
+@pytest.mark.live  # writes this machine's /sys/devices/system/cpu/cpuN/uevent
 @pytest.mark.skipif(not IS_ROOT or CPU_UEVENT is None, reason="needs root and /sys/devices/system/cpu/cpuN/uevent")
 def test_enobufs_from_the_real_uevent_socket_is_reported_as_lost_events(tmp_path):
     settings = daemon_mod.Settings("/", str(tmp_path), None, None, None)
@@ -234,6 +235,7 @@ def test_a_sighup_storm_logs_each_outcome_once(tree, start, tmp_path):
     assert text.count("configuration reloaded\n") == 1
 
 
+@pytest.mark.live  # writes this machine's /sys/devices/system/cpu/cpuN/uevent
 @pytest.mark.skipif(not IS_ROOT or CPU_UEVENT is None, reason="needs root and /sys/devices/system/cpu/cpuN/uevent")
 def test_a_real_storm_of_10000_uevents(tree, start):
     """10,000 `change` writes in a tight loop: the kernel's queue overflows (ENOBUFS), the
