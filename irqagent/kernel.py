@@ -49,11 +49,14 @@ LARGE_FILES = {
     CPUINFO: 256 << 20,  # 32,768 CPUs x up to 8 KiB per processor block
     INTERRUPTS: 256 << 20,  # one column per CPU on every line: 8,192 CPUs x 2,000 IRQs = 180 MB
 }
+SMALL_FILES = {
+    CMDLINE: 64 << 10,  # COMMAND_LINE_SIZE is 2,048 on x86; bootconfig may add some
+}
 
 
 def read_limit(rel: str) -> int:
     """The most bytes the agent reads from ``rel``; a longer file is refused (EFBIG)."""
-    return LARGE_FILES.get(rel, ATTRIBUTE_LIMIT)
+    return LARGE_FILES.get(rel) or SMALL_FILES.get(rel) or ATTRIBUTE_LIMIT
 
 
 class UnreadableFile(OSError):
