@@ -269,3 +269,15 @@ def test_binary_reads_are_bounded_and_regular_files_only(tmp_path):
     with alarm():
         assert tree.read_bytes_optional("sys/firmware/acpi/tables/DMAR") is None
     assert tree.read_bytes_optional("sys/firmware/acpi/tables/absent") is None
+
+
+def test_a_boot_line_beyond_64_kib_is_not_read(tree):
+    """x86's COMMAND_LINE_SIZE is 2,048 (bootconfig adds at most 32 KiB): 1 MiB of distinct
+    stride values would cost seconds on a 32,768-CPU guest."""
+    root = tree("kvm-300-8bit")
+    write(root, "proc/cmdline", "isolcpus=1 " + "x" * (64 << 10) + "\n")
+    reader = KernelTree(root)
+    assert reader.collect().cmdline == "" and "proc/cmdline" not in reader.accessed
+    write(root, "proc/cmdline", "isolcpus=1 " + "x" * 60000 + "\n")
+    reader = KernelTree(root)
+    assert reader.collect().cmdline.startswith("isolcpus=1 ") and "proc/cmdline" in reader.accessed
