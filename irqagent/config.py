@@ -6,11 +6,13 @@ Unknown keys, wrong types and bad values are errors that name the key; see
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask, trust
 from irqagent.errors import ConfigError
@@ -27,6 +29,19 @@ POLICY_MODES = ("restrict", "spread")
 APIC_ID_255_MODES = ("unicast", "broadcast")
 RULE_MATCH_KEYS = ("irq", "name", "chip", "device", "driver")
 RULE_ACTION_KEYS = ("cpus", "ignore", "mode")
+# Hostile or mistaken configs are refused before they cost much:
+MAX_CONFIG_BYTES = 1 << 20  # a config file larger than this is not read
+MAX_GLOB = 1024  # characters in a chip, name, device or driver glob (names are short)
+MAX_PATH = 4095  # bytes in a path (PATH_MAX less the NUL); a component at most NAME_MAX
+MAX_NAME = 255
+MAX_MASK_BITS = 1 << 27  # every cpulist value of one config together: 16 MiB of masks
+QUOTE = 80  # characters of a value that an error line shows at most
+
+
+def quote(value: Any, limit: int = QUOTE) -> str:
+    """``repr(value)``, at most ``limit`` characters (a 10 MB string is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class Policy:
 class DaemonSettings:
     interval: float = 60.0
     debounce: float = 0.5
+    max_delay: float = 2.0  # a uevent storm still gets a pass at least this often
     metrics_file: Optional[str] = None
 
 
@@ -98,14 +114,17 @@ class Config:
 class _Table:
     """One TOML table being validated: typed getters that name the key on error."""
 
-    def __init__(self, data: Mapping[str, Any], where: str, allowed: Tuple[str, ...]):
+    def __init__(
+        self, data: Mapping[str, Any], where: str, allowed: Tuple[str, ...], budget: Optional[List[int]] = None
+    ):
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: must be a table")
         unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(allowed)})")
+            raise ConfigError(f"{where}: unknown key {quote(unknown[0])} (known: {', '.join(allowed)})")
         self.data = data
         self.where = where
+        self.budget = [MAX_MASK_BITS] if budget is None else budget  # mask bits its lists may still use (shared)
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where != "top level" else name
@@ -119,28 +138,53 @@ class _Table:
             raise ConfigError(f"{self.key(name)}: expected {_kind_names(kinds)}, got a boolean")
         if not isinstance(value, kinds):
             raise ConfigError(f"{self.key(name)}: expected {_kind_names(kinds)}, got {type(value).__name__}")
+        if isinstance(value, str) and "\0" in value:
+            raise ConfigError(f"{self.key(name)}: {quote(value)} contains a NUL character")
         return value
 
-    def cpulist(self, name: str, noun: str = "cpulist") -> Optional[int]:
-        """A cpulist-syntax value (CPUs, APIC IDs or IRQ numbers: ``noun`` names it in errors)."""
+    def cpulist(self, name: str, noun: str = "cpulist", limit: int = cpumask.MAX_CPUS) -> Optional[int]:
+        """A cpulist-syntax value (CPUs, APIC IDs or IRQ numbers: ``noun`` names it in errors);
+        CPU numbers below ``cpumask.MAX_CPUS``, APIC IDs and IRQ numbers below ``cpumask.MAX_ID``."""
         text = self.get(name, str)
         if text is None:
             return None
         try:
-            return cpumask.parse_cpulist(text)
+            mask = cpumask.parse_cpulist(text, limit=limit)
         except cpumask.CpumaskError as exc:
             raise ConfigError(f"{self.key(name)}: {exc}".replace("cpulist", noun)) from None
+        self.budget[0] -= mask.bit_length()
+        if self.budget[0] < 0:
+            raise ConfigError(f"{self.key(name)}: the lists of this config are too large in total")
+        return mask
 
     def choice(self, name: str, choices: Tuple[str, ...], default: Optional[str]) -> Optional[str]:
         value = self.get(name, str, default)
         if value is not None and value not in choices:
-            raise ConfigError(f"{self.key(name)}: {value!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{self.key(name)}: {quote(value)} is not one of {', '.join(choices)}")
         return value
 
     def glob(self, name: str) -> Optional[str]:
         value = self.get(name, str)
         if value is not None and not value:
             raise ConfigError(f"{self.key(name)}: must not be empty")
+        if value is not None and len(value) > MAX_GLOB:
+            raise ConfigError(f"{self.key(name)}: {quote(value)} is longer than {MAX_GLOB} characters")
+        return value
+
+    def path(self, name: str) -> Optional[str]:
+        """An absolute file name the OS accepts ("" = none)."""
+        value = self.get(name, str)
+        if not value:
+            return None
+        encoded = value.encode("utf-8", "surrogateescape")
+        if not value.startswith("/"):
+            raise ConfigError(f"{self.key(name)}: {quote(value)} is not an absolute path")
+        if len(encoded) > MAX_PATH or any(len(part) > MAX_NAME for part in encoded.split(b"/")):
+            raise ConfigError(
+                f"{self.key(name)}: {quote(value)} is too long (at most {MAX_PATH} bytes, {MAX_NAME} per name)"
+            )
+        if value.endswith("/"):
+            raise ConfigError(f"{self.key(name)}: {quote(value)} names a directory, not a file")
         return value
 
 
@@ -163,6 +207,10 @@ def parse_config(text: str, path: Optional[str] = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    except RecursionError:  # 5,000-deep arrays, 2,000-deep inline tables
+        raise ConfigError(f"{label}: invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise ConfigError(f"{label}: invalid TOML: {str(exc)[:QUOTE]}") from None
     try:
         return _build(data, path)
     except ConfigError as exc:
@@ -170,6 +218,7 @@ def parse_config(text: str, path: Optional[str] = None) -> Config:
 
 
 def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
+    budget = [MAX_MASK_BITS]
     top = _Table(data, "top level", ("reachability", "controller", "policy", "rule", "daemon"))
     raw_reach = top.get("reachability", dict, {})
     if isinstance(raw_reach, dict) and "broadcast_apic_id_255" in raw_reach:
@@ -180,23 +229,26 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     reach = _Table(raw_reach, "reachability", ("apic_id_255", "ext_dest_id"))
     ext = reach.get("ext_dest_id", (str, bool), "auto")
     if isinstance(ext, str) and ext != "auto":
-        raise ConfigError(f'reachability.ext_dest_id: {ext!r} is not one of "auto", true, false')
+        raise ConfigError(f'reachability.ext_dest_id: {quote(ext)} is not one of "auto", true, false')
     controllers = []
     for number, raw in enumerate(top.get("controller", list, []), 1):
-        table = _Table(raw, f"controller[{number}]", ("chip", "destination", "reachable_apic_ids"))
+        table = _Table(raw, f"controller[{number}]", ("chip", "destination", "reachable_apic_ids"), budget)
         chip = table.glob("chip")
         if chip is None:
             raise ConfigError(f"controller[{number}].chip: required")
         destination = table.choice("destination", DESTINATIONS, None)
         if destination is None:
             raise ConfigError(f"controller[{number}].destination: required (one of {', '.join(DESTINATIONS)})")
-        apic_ids = table.cpulist("reachable_apic_ids", noun="APIC ID list")
+        apic_ids = table.cpulist("reachable_apic_ids", noun="APIC ID list", limit=cpumask.MAX_ID)
         if apic_ids is not None:
             if destination == "none":
                 raise ConfigError(f'controller[{number}].reachable_apic_ids: makes no sense with destination "none"')
         controllers.append(ControllerOverride(chip, destination, apic_ids))
     pol = _Table(
-        top.get("policy", dict, {}), "policy", ("mode", "exclude_cpus", "honour_cmdline", "default_smp_affinity")
+        top.get("policy", dict, {}),
+        "policy",
+        ("mode", "exclude_cpus", "honour_cmdline", "default_smp_affinity"),
+        budget,
     )
     policy = Policy(
         mode=pol.choice("mode", POLICY_MODES, "restrict"),
@@ -204,15 +256,12 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
         honour_cmdline=pol.get("honour_cmdline", bool, True),
         default_smp_affinity=pol.get("default_smp_affinity", bool, True),
     )
-    rules = [_rule(index, raw) for index, raw in enumerate(top.get("rule", list, []))]
-    dae = _Table(top.get("daemon", dict, {}), "daemon", ("interval", "debounce", "metrics_file"))
-    interval = float(dae.get("interval", (int, float), 60))
-    debounce = float(dae.get("debounce", (int, float), 0.5))
-    if not 1 <= interval <= 86400:
-        raise ConfigError(f"daemon.interval: {interval:g} is outside 1..86400 seconds")
-    if not 0 <= debounce <= 10:
-        raise ConfigError(f"daemon.debounce: {debounce:g} is outside 0..10 seconds")
-    metrics_file = dae.get("metrics_file", str) or None
+    rules = [_rule(index, raw, budget) for index, raw in enumerate(top.get("rule", list, []))]
+    dae = _Table(top.get("daemon", dict, {}), "daemon", ("interval", "debounce", "max_delay", "metrics_file"))
+    interval = _seconds(dae, "interval", 60, 1, 86400)
+    debounce = _seconds(dae, "debounce", 0.5, 0, 10)
+    max_delay = _seconds(dae, "max_delay", 2, 0.1, 600)
+    metrics_file = dae.path("metrics_file")
     return Config(
         path=path,
         apic_id_255=reach.choice("apic_id_255", APIC_ID_255_MODES, "unicast") or "unicast",
@@ -220,14 +269,24 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
         controllers=tuple(controllers),
         policy=policy,
         rules=tuple(rules),
-        daemon=DaemonSettings(interval=interval, debounce=debounce, metrics_file=metrics_file),
+        daemon=DaemonSettings(interval=interval, debounce=debounce, max_delay=max_delay, metrics_file=metrics_file),
     )
 
 
-def _rule(index: int, raw: Any) -> Rule:
+def _seconds(table: _Table, name: str, default: float, low: float, high: float) -> float:
+    value = table.get(name, (int, float), default)
+    if isinstance(value, int) and not low <= value <= high:  # before float(): a 400-digit integer overflows
+        raise ConfigError(f"{table.key(name)}: {quote(value, 40)} is outside {low:g}..{high:g} seconds")
+    seconds = float(value)
+    if not low <= seconds <= high:  # also NaN
+        raise ConfigError(f"{table.key(name)}: {seconds:g} is outside {low:g}..{high:g} seconds")
+    return seconds
+
+
+def _rule(index: int, raw: Any, budget: List[int]) -> Rule:
     where = f"rule[{index + 1}]"
-    table = _Table(raw, where, RULE_MATCH_KEYS + RULE_ACTION_KEYS)
-    irq_mask = table.cpulist("irq", noun="list of IRQ numbers")
+    table = _Table(raw, where, RULE_MATCH_KEYS + RULE_ACTION_KEYS, budget)
+    irq_mask = table.cpulist("irq", noun="list of IRQ numbers", limit=cpumask.MAX_ID)
     matchers = {key: table.glob(key) for key in ("name", "chip", "device", "driver")}
     if irq_mask is None and not any(matchers.values()):
         raise ConfigError(f"{where}: no match key (give at least one of {', '.join(RULE_MATCH_KEYS)})")
@@ -252,13 +311,7 @@ def load_config(path: Optional[str], explicit: bool) -> Config:
     """Read the config file; a missing default file means defaults."""
     target = path or os.environ.get(CONFIG_ENV) or DEFAULT_PATH
     try:
-        with open(target, "rb") as handle:
-            untrusted = trust.problem(os.fstat(handle.fileno()), f"config file {target}") or trust.parents_problem(
-                target
-            )
-            if untrusted:  # sshd's rule: root acts on it, so only root may be able to change it
-                raise ConfigError(f"{untrusted}: refusing to use it (chown root and chmod go-w to fix)")
-            raw = handle.read()
+        raw = _read_config_file(target)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{target}: no such config file") from None
@@ -270,6 +323,35 @@ def load_config(path: Optional[str], explicit: bool) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{target}: not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, os.path.abspath(target))
+
+
+def _read_config_file(target: str) -> bytes:
+    """The file's bytes: opened without blocking (a FIFO must not hang a start or a reload),
+    a regular file or a character device such as /dev/null, at most MAX_CONFIG_BYTES."""
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        mode = info.st_mode
+        if stat.S_ISDIR(mode):
+            raise OSError(errno.EISDIR, "is a directory, not a file")
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if stat.S_ISREG(mode):  # sshd's rule: root acts on it, so only root may be able to change it
+            untrusted = trust.problem(info, f"config file {target}") or trust.parents_problem(target)
+            if untrusted:
+                raise ConfigError(f"{untrusted}: refusing to use it (chown root and chmod go-w to fix)")
+        chunks = []
+        size = 0
+        while True:
+            chunk = os.read(fd, min(1 << 16, MAX_CONFIG_BYTES + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_CONFIG_BYTES:
+                raise OSError(errno.EFBIG, f"larger than {MAX_CONFIG_BYTES} bytes: not a config file")
+    finally:
+        os.close(fd)
 
 
 def rule_matches(rule: Rule, irq: int, name: str, chip: str, device: Optional[str], driver: Optional[str]) -> bool:

@@ -47,7 +47,8 @@ SIGNATURES = {
 # at 0x40000000 for Windows guests), the native one says who the host is.
 VENDOR_PRIORITY = ("kvm", "xen", "bhyve", "hyperv")
 
-_TEXT_LINE = re.compile(r"^\s*(0[xX][0-9a-fA-F]+|[0-9]+)" + r"\s+(0[xX][0-9a-fA-F]+|[0-9]+)" * 5 + r"\s*$")
+_NUMBER = r"(0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20})"  # bounded: no 4,300-digit int(); > 32 bits is refused below
+_TEXT_LINE = re.compile(r"^\s*" + _NUMBER + (r"\s+" + _NUMBER) * 5 + r"\s*$")
 
 
 class CpuidFormatError(ValueError):

@@ -3,26 +3,34 @@
 One thread, one ``select()``: kernel uevents (netlink, via pyroute2), a self-pipe
 for signals, and timers (debounce deadline, periodic rescan, watchdog).
 
-* A burst of relevant uevents (cpu, pci, net, msi, virtio...) triggers one pass,
-  ``debounce`` seconds after the last event of the burst (default 0.5 s).
+* The first relevant uevent (cpu, pci, net, msi, virtio...) after a quiet period
+  starts a pass at once; the rest of a burst gets one more pass ``debounce`` seconds
+  after its last event (default 0.5 s), and a storm that never ends still gets a
+  pass every ``max_delay`` seconds (default 2 s).  Every wakeup reads everything the
+  kernel queued; events lost to an overflow (ENOBUFS) are logged once per storm and
+  answered with a pass (every pass re-reads everything).
 * A full rescan runs every ``--interval`` seconds (default 60) to catch what sends
   no uevent (another tool writing a mask).
-* SIGHUP reloads the config (an invalid one is logged and the old one kept);
+* SIGHUP reloads the config (an invalid one is logged and the old one kept; a storm
+  of SIGHUPs logs each distinct outcome once);
   SIGUSR1 asks for a pass now; SIGTERM and SIGINT stop it (exit 0).
 * A pass that fails is logged and the next one runs: only bad usage at start or a
   held lock ends the process with status 2.
 * A write the kernel refused is not retried until the IRQ's mask, its target or
-  the config changes, and is logged once, not every pass.
+  the config changes, and is logged once, not every pass.  EBUSY (a vector move
+  still in flight) is not a refusal: it is retried at the next periodic check.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
 import signal
+import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Set, TextIO, Tuple
 
 from irqagent import __version__, runner
@@ -41,6 +49,9 @@ from irqagent.report import Report
 
 RELEVANT_SUBSYSTEMS = frozenset({"cpu", "pci", "net", "queues", "msi", "virtio", "vmbus", "xen", "xen-backend", "nvme"})
 RELEVANT_ACTIONS = frozenset({"add", "remove", "change", "online", "offline", "bind", "unbind", "move"})
+UEVENT_BUFFER = 1 << 16  # a uevent datagram: its path and at most 2,048 bytes of environment
+UEVENT_RCVBUF = 4 << 20  # kernel socket buffer asked for: fewer overflows in a storm
+DRAIN_SLICE = 0.2  # seconds one wakeup may spend reading uevents before timers are checked
 
 # syslog priorities (sd-daemon(3) prefixes)
 ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
@@ -89,6 +100,19 @@ class DaemonState:
     last_report: Optional[Report] = None
     platform_files: Optional[PlatformFiles] = None  # MADT, DMI...: re-read only after a CPU hot-plug
     logged_refusal: Optional[Refusal] = None
+    retry: bool = False  # the last pass met EBUSY: the next periodic check runs a pass
+    replayed: Set[int] = field(default_factory=set)  # IRQs whose earlier refusal this pass reports again
+    last_reload: Optional[Tuple] = None  # the outcome last logged for SIGHUP
+
+
+def parse_uevent(data: bytes) -> Dict[str, str]:
+    """``ACTION@DEVPATH\\0KEY=VALUE\\0...`` (a kernel uevent datagram) -> its ACTION and SUBSYSTEM."""
+    event: Dict[str, str] = {}
+    for field_ in data.split(b"\0")[1:]:
+        key, sep, value = field_.partition(b"=")
+        if sep and key in (b"ACTION", b"SUBSYSTEM"):
+            event[key.decode("ascii", "replace")] = value.decode("utf-8", "replace")
+    return event
 
 
 def _relevant(event) -> bool:
@@ -104,7 +128,8 @@ class Daemon:
         self.notifier = notifier
         self.watchdog = watchdog_interval(environ)
         self.signals: List[int] = []
-        self.uevents = None
+        self.uevents: Optional[socket.socket] = None
+        self.lost_logged = False  # ENOBUFS logged for this storm
 
     # -- settings that the config can change -----------------------------------
 
@@ -123,6 +148,7 @@ class Daemon:
         started = time.monotonic()
         tree = KernelTree(self.settings.root)
         tree.platform_files = self.state.platform_files
+        self.state.replayed = set()
         try:
             self.state_dir.ensure_current()  # removed or replaced under us: re-lock or skip the pass
             report = runner.apply(
@@ -146,7 +172,9 @@ class Daemon:
         self.state.platform_files = tree.platform_files
         self._log_refusal(report.refusal)
         self._record_baseline()
-        self.state.counters.add(report)
+        # Count writes and refusals that happened in this pass, not replays of earlier ones.
+        replayed = self.state.replayed
+        self.state.counters.add(replace(report, rows=tuple(r for r in report.rows if r.irq not in replayed)))
         self._remember_refusals(report)
         self._log_rows(report)
         status = summary_line(report)
@@ -193,12 +221,17 @@ class Daemon:
         """The remembered outcome when the kernel refused this exact write before."""
         known = self.state.refused.get(row.irq)
         if known and known[0] == row.affinity and known[1] == row.target:
+            self.state.replayed.add(row.irq)
             return known[2]
         return None
 
     def _remember_refusals(self, report: Report) -> None:
+        self.state.retry = False
         for row in report.rows:
-            if row.status in ("failed", "managed") and row.errno and row.target is not None:
+            if row.errno == "EBUSY":  # a move still in flight: try again, do not remember
+                self.state.retry = True
+                self.state.refused.pop(row.irq, None)
+            elif row.status in ("failed", "managed") and row.errno and row.target is not None:
                 self.state.refused.setdefault(row.irq, (row.affinity, row.target, row))
             elif row.status in ("ok", "changed", "vanished"):
                 self.state.refused.pop(row.irq, None)
@@ -232,29 +265,54 @@ class Daemon:
 
     # -- signals and config --------------------------------------------------------
 
-    def reload(self) -> None:
+    def reload(self) -> bool:
+        """Re-read the config; True when it changed.  Each distinct outcome is logged once,
+        so a storm of SIGHUPs does not flood the journal."""
         try:
             config = load_config(self.settings.config_path, explicit=self.settings.config_path is not None)
         except IrqagentError as exc:
-            self.log(ERR, f"reload refused, keeping the running config: {exc}")
-            return
-        self.state.config = config
-        self.state.refused.clear()
-        self.log(NOTICE, "configuration reloaded")
+            self._log_reload(("refused", str(exc)), ERR, f"reload refused, keeping the running config: {exc}")
+            return False
+        changed = config != self.state.config
+        if changed:
+            self.state.config = config
+            self.state.refused.clear()
+        self._log_reload(("loaded", config), NOTICE, "configuration reloaded" + ("" if changed else " (unchanged)"))
+        return changed
+
+    def _log_reload(self, outcome: Tuple, priority: int, message: str) -> None:
+        if outcome != self.state.last_reload:
+            self.state.last_reload = outcome
+            self.log(priority, message)
 
     def _on_signal(self, signum, _frame) -> None:
-        self.signals.append(signum)
+        if signum not in self.signals:  # a storm of one signal is one request
+            self.signals.append(signum)
 
     # -- the loop ----------------------------------------------------------------
 
-    def open_uevents(self):
+    def open_uevents(self) -> Optional[socket.socket]:
+        """The kernel's uevent socket (NETLINK_KOBJECT_UEVENT, group 1), opened and bound by
+        pyroute2 and then read directly, without blocking: pyroute2 keeps no queue of its
+        own that could grow, and an overflow is an ENOBUFS from recv() the loop handles."""
         if not self.settings.uevents:
             return None
         try:
             from pyroute2.netlink.uevent import UeventSocket
 
-            sock = UeventSocket()
-            sock.bind()
+            opened = UeventSocket()
+            try:
+                opened.bind()
+                sock = socket.socket(fileno=os.dup(opened.fileno()))
+            finally:
+                opened.close()
+            sock.setblocking(False)
+            for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, UEVENT_RCVBUF)
+                    break
+                except OSError:
+                    continue
             return sock
         except Exception as exc:  # noqa: BLE001 - netlink may be unavailable (container, not Linux)
             self.log(
@@ -264,18 +322,38 @@ class Daemon:
             )
             return None
 
-    def drain_uevents(self) -> int:
-        """Read what is queued; return how many relevant events it held."""
-        try:
-            events = self.uevents.get()
-        except Exception as exc:  # noqa: BLE001 - e.g. ENOBUFS after a storm: events were lost
-            self.log(WARNING, f"reading uevents failed ({type(exc).__name__}: {exc}): rescanning")
-            self.state.platform_files = None  # a CPU hot-plug may have been among them
-            return 1
-        relevant = [event for event in events if _relevant(event)]
-        if any(event.get("SUBSYSTEM") == "cpu" for event in relevant):
-            self.state.platform_files = None  # CPUs came or went: read the MADT again
-        return len(relevant)
+    def drain_uevents(self) -> Tuple[int, bool]:
+        """Read everything queued (for at most DRAIN_SLICE seconds): (relevant events, whether
+        events were lost).  Nothing is kept: memory stays flat whatever the storm."""
+        relevant = 0
+        lost = False
+        deadline = time.monotonic() + DRAIN_SLICE
+        count = 0
+        while self.uevents is not None:
+            try:
+                data = self.uevents.recv(UEVENT_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # the kernel's queue overflowed: events were lost
+                    lost = True
+                    continue
+                self.log(ERR, f"reading uevents failed ({exc}): rescanning every {self.interval:g}s only")
+                self.uevents.close()
+                self.uevents = None
+                self.state.platform_files = None
+                return relevant, True
+            event = parse_uevent(data)
+            if _relevant(event):
+                relevant += 1
+                if event.get("SUBSYSTEM") == "cpu":
+                    self.state.platform_files = None  # CPUs came or went: read the MADT again
+            count += 1
+            if count % 256 == 0 and time.monotonic() > deadline:
+                break
+        if lost:
+            self.state.platform_files = None  # a CPU hot-plug may have been among the lost events
+        return relevant, lost
 
     def run(self) -> int:
         wake_read, wake_write = os.pipe()
@@ -310,13 +388,16 @@ class Daemon:
         now = time.monotonic()
         next_rescan = now + self.interval
         next_watchdog = now
-        pending: Optional[float] = None  # debounce deadline
+        pending: Optional[float] = None  # when the first event not yet covered by a pass came
+        last_event: Optional[float] = None  # when the last relevant event came
         while True:
             now = time.monotonic()
             if self.watchdog and now >= next_watchdog:
                 self.notifier.send("WATCHDOG=1")
                 next_watchdog = now + self.watchdog
-            deadlines = [next_rescan] + ([pending] if pending is not None else [])
+            deadlines = [next_rescan]
+            if pending is not None and last_event is not None:
+                deadlines.append(self._uevent_due(pending, last_event))
             if self.watchdog:
                 deadlines.append(next_watchdog)
             timeout = max(0.0, min(deadlines) - now)
@@ -329,23 +410,37 @@ class Daemon:
                 except BlockingIOError:
                     pass
             reason = None
-            while self.signals:
-                signum = self.signals.pop(0)
-                if signum in (signal.SIGTERM, signal.SIGINT):
+            signals, self.signals = self.signals, []
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                if signum in signals:
                     self.log(NOTICE, f"stopping on {signal.Signals(signum).name}")
                     return int(ExitStatus.OK)
-                if signum == signal.SIGHUP:
-                    self.reload()
-                    reason = "reload"
-                elif signum == signal.SIGUSR1:
-                    reason = "SIGUSR1"
-            if self.uevents is not None and self.uevents.fileno() in ready and self.drain_uevents():
-                pending = time.monotonic() + self.state.config.daemon.debounce
+            if signal.SIGHUP in signals and self.reload():
+                reason = "reload"
+            if signal.SIGUSR1 in signals:
+                reason = "SIGUSR1"
+            if self.uevents is not None and self.uevents.fileno() in ready:
+                relevant, lost = self.drain_uevents()
+                if relevant or lost:
+                    now = time.monotonic()
+                    quiet = last_event is None or now - last_event >= self.state.config.daemon.debounce
+                    last_event = now
+                    if quiet:
+                        self.lost_logged = False
+                    if lost and not self.lost_logged:
+                        self.lost_logged = True
+                        self.log(WARNING, "uevents were lost (ENOBUFS: the kernel's queue overflowed): full pass")
+                    if quiet and pending is None:
+                        reason = reason or "uevent"  # leading edge: the first event of a burst
+                    elif pending is None:
+                        pending = now
             now = time.monotonic()
-            if reason is None and pending is not None and now >= pending:
+            if reason is None and pending is not None and now >= self._uevent_due(pending, last_event or now):
                 reason = "uevent"
             if reason is None and now >= next_rescan:
-                if self.changed_since_last_pass():
+                if self.state.retry:
+                    reason = "retry"
+                elif self.changed_since_last_pass():
                     reason = "rescan"
                 else:
                     self.write_metrics(checked=time.time())
@@ -354,6 +449,12 @@ class Daemon:
                 pending = None
                 self.run_pass(reason)
                 next_rescan = time.monotonic() + self.interval
+
+    def _uevent_due(self, pending: float, last_event: float) -> float:
+        """When the pass for pending events runs: ``debounce`` after the last one, but no
+        later than ``max_delay`` after the first (a storm that never ends still gets passes)."""
+        settings = self.state.config.daemon
+        return min(last_event + settings.debounce, pending + settings.max_delay)
 
 
 def run_daemon(args, env) -> int:

@@ -32,8 +32,8 @@ def parse_interrupts(text: str) -> Dict[int, Tuple[str, str]]:
     for line in lines[1:]:
         head, sep, rest = line.partition(":")
         head = head.strip()
-        if not sep or not is_decimal(head):
-            continue  # NMI, LOC, ERR... are not IRQs
+        if not sep or not is_decimal(head) or len(head) > 9:
+            continue  # NMI, LOC, ERR... are not IRQs (nor is a 4,300-digit number)
         fields = rest.split(None, ncpus)
         if len(fields) <= ncpus:
             result[int(head)] = ("", "")

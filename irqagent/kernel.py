@@ -23,9 +23,21 @@ from irqagent.facts import Facts, IrqFacts, PlatformFiles
 from irqagent.interrupts import InterruptsFormatError, parse_interrupts
 from irqagent.topology import build_topology
 
-MAX_FILE_BYTES = 1 << 30  # refuse to slurp absurd files (a hostile --root)
 READ_CHUNK = 1 << 18
 WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+# Every file is opened without blocking (a FIFO or a device under --root must not hang
+# the agent), without following a symbolic link in its last component (the kernel puts
+# none where the agent reads), and is read only when fstat() says it is a regular file
+# -- procfs and sysfs files are regular files of size 0 -- or, for dev/cpu/N/cpuid and
+# dev/cpu/N/msr only, the character device of that driver.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+CPUID_MAJOR = 203  # the cpuid driver's character devices (Documentation/admin-guide/devices.txt)
+MSR_MAJOR = 202  # the msr driver's
+CPU_DEVICE_MAJORS = {"cpuid": CPUID_MAJOR, "msr": MSR_MAJOR}
+# Reads are bounded before they happen: a mask file needs a few KB even at 32,768 CPUs
+# (a hex mask 9 KB, the longest cpulist 96 KB), so one-value files get ATTRIBUTE_LIMIT;
+# only the multi-record files that grow with CPUs and IRQs get more.
+ATTRIBUTE_LIMIT = 1 << 20
 
 CPUINFO = "proc/cpuinfo"
 PROC_IRQ = "proc/irq"
@@ -48,6 +60,37 @@ VMBUS = "sys/bus/vmbus"
 FADT_FLAGS_OFFSET = 112  # ACPI FADT: Flags (u32) at byte offset 112
 BOOT_ID_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TEMP_SUFFIX = ".irqagent-new"  # file trees only: the temp file of a write by rename
+LARGE_FILES = {
+    CPUINFO: 256 << 20,  # 32,768 CPUs x up to 8 KiB per processor block
+    INTERRUPTS: 256 << 20,  # one column per CPU on every line: 8,192 CPUs x 2,000 IRQs = 180 MB
+}
+SMALL_FILES = {
+    CMDLINE: 64 << 10,  # COMMAND_LINE_SIZE is 2,048 on x86; bootconfig may add some
+}
+
+
+def read_limit(rel: str) -> int:
+    """The most bytes the agent reads from ``rel``; a longer file is refused (EFBIG)."""
+    return LARGE_FILES.get(rel) or SMALL_FILES.get(rel) or ATTRIBUTE_LIMIT
+
+
+class UnreadableFile(OSError):
+    """A file the agent does not read: not a regular file, or larger than its limit.
+    Its message is complete (``describe_oserror`` shows it as is)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def _decode(data: bytes) -> str:
@@ -56,6 +99,8 @@ def _decode(data: bytes) -> str:
 
 def describe_oserror(exc: OSError) -> str:
     """``ENOENT (No such file or directory)`` style text for messages."""
+    if isinstance(exc, UnreadableFile):
+        return str(exc.strerror)
     name = errno.errorcode.get(exc.errno or 0, "E?")
     return f"{name} ({exc.strerror or os.strerror(exc.errno or 0)})"
 
@@ -91,10 +136,38 @@ class KernelTree:
         except OSError as exc:
             raise InputError(f"cannot read {self.path(rel)}: {describe_oserror(exc)}") from None
 
-    def _read(self, rel: str, attribute: bool = False) -> str:
-        fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
+    def open_file(self, rel: str, device_major: Optional[int] = None) -> Tuple[int, os.stat_result]:
+        """Open ``rel`` for reading without blocking: (fd, its fstat).  Raises OSError, and
+        :class:`UnreadableFile` for anything but a regular file -- or a character device
+        of ``device_major`` (``CPUID_MAJOR``, ``MSR_MAJOR``) when one is asked for.  The
+        caller closes the fd."""
+        path = self.path(rel)
         try:
-            text = self._read_fd(fd, attribute)
+            fd = os.open(path, OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP and os.path.islink(path):
+                raise UnreadableFile(errno.ELOOP, "is a symbolic link, not a regular file") from None
+            raise
+        try:
+            info = os.fstat(fd)
+            mode = info.st_mode
+            if stat.S_ISREG(mode) or (
+                device_major is not None and stat.S_ISCHR(mode) and os.major(info.st_rdev) == device_major
+            ):
+                return fd, info
+            code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+            if device_major is not None and stat.S_ISCHR(mode):
+                device = f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+                raise UnreadableFile(code, f"is character device {device}, not a text file or device {device_major}:N")
+            raise UnreadableFile(code, f"is {_kind(mode)}, not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _read(self, rel: str, attribute: bool = False) -> str:
+        fd, _ = self.open_file(rel)
+        try:
+            text = self._read_fd(fd, attribute, read_limit(rel))
         finally:
             os.close(fd)
         self.record(rel, text)
@@ -108,30 +181,19 @@ class KernelTree:
         """Called for every binary file used (ACPI tables), with the bytes as read."""
         self.accessed.add(rel)
 
-    def read_bytes_optional(self, rel: str, limit: int) -> Tuple[Optional[bytes], str]:
-        """(the file's bytes, "") or (None, why not): missing, unreadable, or over ``limit`` bytes."""
+    def read_bytes_optional(self, rel: str, limit: int = ATTRIBUTE_LIMIT) -> Tuple[Optional[bytes], str]:
+        """A binary file (an ACPI table...): (its bytes, "") or (None, why not): missing, not a
+        regular file, larger than ``limit`` or unreadable."""
         try:
-            fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd, _ = self.open_file(rel)
         except OSError as exc:
             return None, describe_oserror(exc)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None, "not a regular file"
-            chunks = []
-            size = 0
-            while True:
-                chunk = os.read(fd, min(READ_CHUNK, limit + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    return None, f"larger than {limit} bytes"
+            data = self._read_bytes(fd, limit)
         except OSError as exc:
             return None, describe_oserror(exc)
         finally:
             os.close(fd)
-        data = b"".join(chunks)
         self.record_bytes(rel, data)
         return data, ""
 
@@ -142,24 +204,31 @@ class KernelTree:
             self.record(rel, None)
         return present
 
+    @classmethod
+    def _read_fd(cls, fd: int, attribute: bool = False, limit: int = ATTRIBUTE_LIMIT) -> str:
+        return _decode(cls._read_bytes(fd, limit, attribute))
+
     @staticmethod
-    def _read_fd(fd: int, attribute: bool = False) -> str:
-        """Read to the end.  ``attribute``: a one-record file (proc/irq/N/*, sysfs), where
+    def _read_bytes(fd: int, limit: int, attribute: bool = False) -> bytes:
+        """Read to the end, at most ``limit`` bytes (more is EFBIG: memory stays bounded
+        whatever the file).  ``attribute``: a one-record file (proc/irq/N/*, sysfs), where
         the kernel hands over the whole text at once, so a short read is the end and one
         read() is enough.  Multi-record files such as cpuinfo come in pieces: read until
         read() returns nothing."""
-        chunk = os.read(fd, READ_CHUNK)
-        if attribute and len(chunk) < READ_CHUNK:
-            return _decode(chunk)
         chunks = []
         size = 0
-        while chunk:
-            size += len(chunk)
-            if size > MAX_FILE_BYTES:
-                raise OSError(errno.EFBIG, "file too large")
+        while True:
+            wanted = min(READ_CHUNK, limit + 1 - size)
+            chunk = os.read(fd, wanted)
+            if not chunk:
+                break
             chunks.append(chunk)
-            chunk = os.read(fd, READ_CHUNK)
-        return _decode(b"".join(chunks))
+            size += len(chunk)
+            if size > limit:
+                raise UnreadableFile(errno.EFBIG, f"is larger than {limit} bytes: not read")
+            if attribute and len(chunks) == 1 and len(chunk) < wanted:
+                break
+        return b"".join(chunks)
 
     def listdir(self, rel: str) -> Optional[List[str]]:
         try:
@@ -179,9 +248,9 @@ class KernelTree:
     def read_affinity(self, irq: int, filename: str = "smp_affinity_list") -> Tuple[str, bool]:
         """(text, writable) of an affinity file; raises OSError."""
         rel = f"{PROC_IRQ}/{irq}/{filename}"
-        fd = os.open(self.path(rel), os.O_RDONLY | os.O_CLOEXEC)
+        fd, info = self.open_file(rel)
+        mode = info.st_mode
         try:
-            mode = os.fstat(fd).st_mode
             text = self._read_fd(fd, attribute=True)
         finally:
             os.close(fd)
@@ -214,11 +283,14 @@ class KernelTree:
         a crash never leaves a half-written mask there either."""
         path = self.path(rel)
         data = (text + "\n").encode("ascii")
-        info = os.stat(path)
-        if stat.S_ISREG(info.st_mode) and info.st_size > 0:  # procfs files report size 0
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile(errno.EINVAL, f"is {_kind(info.st_mode)}, not a regular file: not written")
+        if info.st_size > 0:  # procfs files report size 0
             self._replace_file(path, data, stat.S_IMODE(info.st_mode))
             return
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        # Non-blocking and no symlink: a FIFO swapped in meanwhile fails (ENXIO), never hangs.
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
         try:
             written = os.write(fd, data)
             if written != len(data):
@@ -289,7 +361,7 @@ class KernelTree:
         node = None
         if want_node:
             node_text = (self.read_optional(f"{base}/node", attribute=True) or "").strip()
-            node = int(node_text) if cpumask.is_decimal(node_text) else None
+            node = int(node_text) if cpumask.is_decimal(node_text) and len(node_text) < 10 else None
         return IrqFacts(
             irq=irq,
             chip=chip,
@@ -333,18 +405,22 @@ class KernelTree:
         """``dev/cpu/N/NAME`` (the cpuid or msr driver): (text, None, "") for the text form of a
         snapshot or fixture, (None, fd, "") for the character device, (None, None, why) otherwise."""
         rel = f"dev/cpu/{cpu}/{name}"
-        path = self.path(rel)
         try:
-            mode = os.stat(path).st_mode
-            if stat.S_ISREG(mode):
-                return self._read(rel), None, ""
-            if stat.S_ISCHR(mode):
-                return None, os.open(path, os.O_RDONLY | os.O_CLOEXEC), ""
+            fd, info = self.open_file(rel, device_major=CPU_DEVICE_MAJORS[name])
+        except FileNotFoundError:
+            return None, None, f"{rel} does not exist (load the {name} module: modprobe {name})"
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None, None, f"{rel} does not exist (load the {name} module: modprobe {name})"
+            return None, None, f"cannot open {rel}: {describe_oserror(exc)}"
+        if not stat.S_ISREG(info.st_mode):
+            return None, fd, ""
+        try:
+            text = self._read_fd(fd, limit=ATTRIBUTE_LIMIT)
+        except OSError as exc:
             return None, None, f"cannot read {rel}: {describe_oserror(exc)}"
-        return None, None, f"{rel} is neither the {name} device nor a text file"
+        finally:
+            os.close(fd)
+        self.record(rel, text)
+        return text, None, ""
 
     def read_cpuid(self, cpu: int) -> Tuple[Optional[Dict[Tuple[int, int], cpuid_mod.Regs]], str]:
         """The hypervisor leaves of ``cpu`` from ``dev/cpu/N/cpuid`` (device or text file)."""

@@ -43,7 +43,7 @@ def parse_kernel_version(release: Optional[str]) -> Optional[Tuple[int, int]]:
     """``"6.1.0-18-amd64"`` -> ``(6, 1)``; None when unknown or unparsable."""
     if not release:
         return None
-    match = re.match(r"^([0-9]{1,4})\.([0-9]{1,4})", release)
+    match = re.match(r"^([0-9]{1,9})\.([0-9]{1,9})(?![0-9])", release)  # bounded: no 4,300-digit int()
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 

@@ -54,9 +54,11 @@ def cmdline_exclusion(cmdline: str, online: int, nr_cpu_ids: int) -> Exclusion:
 
 
 def _lenient_cpulist(text: str, nr_cpu_ids: int) -> int:
-    """The kernel ignores a bad boot parameter; so do we (CPUs beyond nr_cpu_ids are dropped)."""
+    """The kernel ignores a bad boot parameter, and one naming a CPU at or beyond nr_cpu_ids
+    (housekeeping: "incorrect CPU range"); so do we.  Bounded by nr_cpu_ids, a stride costs
+    at most that many positions."""
     try:
-        return cpumask.parse_cpulist(text) & ((1 << nr_cpu_ids) - 1)
+        return cpumask.parse_cpulist(text, nr_cpu_ids)
     except cpumask.CpumaskError:
         return 0
 

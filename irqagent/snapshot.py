@@ -81,10 +81,9 @@ def _copy_one(tree: KernelTree, rel: str, text: Union[str, bytes, None], dest: s
         os.makedirs(target, exist_ok=True)
         _write(dest, f"{rel}/.present", "", 0o644)  # a directory that survives copies that drop empty ones
         return
-    if text is None and stat.S_ISREG(info.st_mode):
-        with open(source, "rb") as handle:
-            text = handle.read(1 << 16)
-    _write(dest, rel, text or "", stat.S_IMODE(info.st_mode))
+    if text is None:  # a file whose presence counted (read without blocking: a FIFO would hang)
+        text = tree.read_bytes_optional(rel, 1 << 16)[0] or b""
+    _write(dest, rel, text, stat.S_IMODE(info.st_mode))
 
 
 def _write(dest: str, rel: str, text: Union[str, bytes], mode: int) -> None:

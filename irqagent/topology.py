@@ -26,6 +26,9 @@ def parse_cpuinfo(text: str) -> Dict[int, Optional[int]]:
         key, value = match.group(1), match.group(2)
         if not cpumask.is_decimal(value):
             raise CpuinfoError(f"{key} value {value[:20]!r} is not a number")
+        limit = cpumask.MAX_CPUS if key == "processor" else 1 << 32  # APIC IDs are 32-bit
+        if len(value.lstrip("0")) > len(str(limit)) or int(value) >= limit:  # length first: no 4,300-digit int()
+            raise CpuinfoError(f"{key} value {value[:20]!r} is implausibly large (the limit is {limit - 1})")
         number = int(value)
         if key == "processor":
             if number in apic_ids:

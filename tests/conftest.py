@@ -66,7 +66,7 @@ def real_guest(tmp_path_factory):
 
 @pytest.fixture
 def tree(tmp_path):
-    """``tree("kvm-300-8bit")`` -> path of a private, writable copy of that fixture."""
+    """``tree("cloud-hypervisor-320")`` -> path of a private, writable copy of that fixture."""
 
     def make(name: str) -> str:
         return copy_fixture(name, str(tmp_path / name))

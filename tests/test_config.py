@@ -42,6 +42,7 @@ def test_example_config_documents_every_key():
         "ignore",
         "interval",
         "debounce",
+        "max_delay",
         "metrics_file",
     ]
     for key in keys:
@@ -131,3 +132,110 @@ def test_any_text_gives_config_or_config_error(text):
 
 def test_tomllib_or_tomli_is_used():
     assert config_mod.tomllib.__name__ in ("tomllib", "tomli")
+
+
+# -- hostile configs: bounded work, clean errors, nothing the OS would refuse later ------
+
+HUGE = "9" * 5000  # beyond Python's 4,300-digit int() limit
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a = " + "[" * 5000 + "]" * 5000, "invalid TOML: arrays or tables nested too deeply"),
+        ("a = " + "{b = " * 2000 + "1" + "}" * 2000, "invalid TOML: arrays or tables nested too deeply"),
+        (f"[daemon]\ninterval = {HUGE}\n", "invalid TOML: Exceeds the limit"),
+        (f"[daemon]\ninterval = {'9' * 400}\n", "daemon.interval: 9999.*is outside 1..86400 seconds"),
+        ("[daemon]\ndebounce = nan\n", "daemon.debounce: nan is outside"),
+        ("[daemon]\nmax_delay = 0\n", "daemon.max_delay: 0 is outside 0.1..600 seconds"),
+        (f'[policy]\nexclude_cpus = "{HUGE}"\n', "policy.exclude_cpus: number 9999.* is implausibly large"),
+        ('[policy]\nexclude_cpus = "0-16777215:1/1"\n', "policy.exclude_cpus: number 16777215 .* implausibly large"),
+        (f'[[rule]]\nirq = "{HUGE}"\nignore = true\n', r"rule\[1\].irq: number 9999.* is implausibly large"),
+        ('[[rule]]\nirq = "0-200000000:1/2"\nignore = true\n', r"rule\[1\].irq: .*implausibly large"),
+        ('[[rule]]\nname = "x"\ncpus = "0-70000"\n', r"rule\[1\].cpus: .*implausibly large \(the limit is 65535\)"),
+        ('[daemon]\nmetrics_file = "/run/x\\u0000y.prom"\n', "daemon.metrics_file: .* contains a NUL character"),
+        ('[[rule]]\nchip = "IO\\u0000APIC"\nignore = true\n', r"rule\[1\].chip: .* contains a NUL character"),
+        ('[daemon]\nmetrics_file = "irqagent.prom"\n', "daemon.metrics_file: 'irqagent.prom' is not an absolute path"),
+        ('[daemon]\nmetrics_file = "/run/"\n', "names a directory"),
+        (f'[daemon]\nmetrics_file = "/{"a" * 256}"\n', "is too long"),
+        (f'[daemon]\nmetrics_file = "{"/abc" * 1100}"\n', "is too long"),
+        (f'[[rule]]\nname = "{"*a" * 600}"\nignore = true\n', r"rule\[1\].name: .* is longer than 1024 characters"),
+    ],
+    ids=lambda value: value[:50] if not value.startswith(("a = ", "[")) else None,
+)
+def test_hostile_configs_are_clean_errors(text, message):
+    """(Test ids are the expected messages: the inputs are long.)"""
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_config(text, "/etc/irqagent/irqagent.toml")
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[policy]\nmode = "' + "x" * 900000 + '"\n',
+        "[policy]\n" + "k" * 900000 + " = 1\n",
+        '[reachability]\next_dest_id = "' + "y" * 900000 + '"\n',
+    ],
+    ids=["mode", "key", "ext_dest_id"],
+)
+def test_error_lines_quote_at_most_80_characters_of_a_value(text):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    quoted = str(caught.value).split("'")[1]
+    assert 60 < len(quoted) <= 80 and quoted.endswith("...")
+
+
+def test_lists_are_bounded_in_total():
+    """Each rule may name IRQs up to 1,048,575 (a 128 KB mask): 5,000 such rules in a 100 KB
+    file would hold 640 MB."""
+    text = '[[rule]]\nirq = "0,1048575"\nignore = true\n' * 5000
+    with pytest.raises(ConfigError, match="too large in total"):
+        parse_config(text)
+    assert len(parse_config('[[rule]]\nirq = "0,1048575"\nignore = true\n' * 100).rules) == 100
+
+
+def test_max_delay_default_and_value():
+    assert Config().daemon.max_delay == 2.0
+    assert parse_config("[daemon]\nmax_delay = 5\n").daemon.max_delay == 5.0
+
+
+def test_a_config_that_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):  # no reader: would block forever
+        load_config(str(fifo), explicit=True)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(str(tmp_path), explicit=True)
+    assert load_config("/dev/null", explicit=True) == Config(path="/dev/null")
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(ConfigError, match="larger than 1048576 bytes"):
+        load_config(str(big), explicit=True)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text("0123456789", min_size=40, max_size=5000),
+            st.integers(0, 10**30).map(str),
+            st.tuples(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**6), st.integers(0, 10**6)).map(
+                lambda q: f"{q[0]}-{q[1]}:{q[2]}/{q[3]}"
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    ).map(",".join),
+    st.sampled_from(["exclude_cpus", "irq", "cpus", "reachable_apic_ids"]),
+)
+def test_any_list_value_gives_config_or_config_error(value, key):
+    table = {
+        "exclude_cpus": f'[policy]\nexclude_cpus = "{value}"\n',
+        "irq": f'[[rule]]\nirq = "{value}"\nignore = true\n',
+        "cpus": f'[[rule]]\nname = "x"\ncpus = "{value}"\n',
+        "reachable_apic_ids": f'[[controller]]\nchip = "X"\ndestination = "8bit"\nreachable_apic_ids = "{value}"\n',
+    }[key]
+    try:
+        parse_config(table)
+    except ConfigError as exc:
+        assert len(str(exc)) < 300

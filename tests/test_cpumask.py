@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from irqagent import cpumask
 from irqagent.cpumask import CpumaskError
@@ -132,3 +132,131 @@ def test_mask_file_forms():
     assert cpumask.format_for_file(3, "default_smp_affinity", 2) == "3"
     assert cpumask.parse_for_file("10", "smp_affinity_list") == 1 << 10
     assert cpumask.parse_for_file("10", "default_smp_affinity") == 0x10
+
+
+# -- hostile input: every parser bounds its work by the size of its input ---------------
+
+
+def reference_cpulist(text):
+    """A naive expansion of the kernel's cpulist syntax (bitmap_parselist), CPU by CPU."""
+    cpus = set()
+    for part in text.strip().split(","):
+        span, _, stride = part.partition(":")
+        first, _, last = span.partition("-")
+        first, last = int(first), int(last or first)
+        used, group = (int(n) for n in stride.split("/")) if stride else (last - first + 1, last - first + 1)
+        cpus.update(cpu for cpu in range(first, last + 1) if (cpu - first) % group < used)
+    return sum(1 << cpu for cpu in cpus)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0-7:2/4", 0b00110011),  # the kernel's own example: 0-1,4-5
+        ("0-1023:2/256", reference_cpulist("0-1,256-257,512-513,768-769")),
+        ("3-20:1/5", (1 << 3) | (1 << 8) | (1 << 13) | (1 << 18)),
+        ("0-9:3/3", 0b1111111111),
+        ("4-6:1/100", 1 << 4),
+        ("0-5:1/2,1-5:1/2", 0b111111),
+        ("00000000000000000000000000000000000000000007", 1 << 7),  # leading zeros are not digits
+    ],
+)
+def test_strides(text, expected):
+    assert cpumask.parse_cpulist(text) == expected
+
+
+def test_strides_of_the_whole_range_are_computed_not_iterated():
+    """`0-16777215:1/1` cost 2.2 GB and 18 s CPU by CPU; 0-200000000:1/2 ran for minutes."""
+    import time
+    import tracemalloc
+
+    many = ",".join(f"{start}-{start + 1000}:2/5" for start in range(16000))  # 230 KB of strides
+
+    def parse_all():
+        assert cpumask.count(cpumask.parse_cpulist("0-65535:1/2")) == 32768
+        assert cpumask.parse_cpulist("0-1048575:1/1", limit=cpumask.MAX_ID) == (1 << 1048576) - 1
+        assert cpumask.count(cpumask.parse_cpulist("0-1048575:3/7", limit=cpumask.MAX_ID)) == 3 * (1048576 // 7) + 3
+        assert cpumask.count(cpumask.parse_cpulist(many, limit=cpumask.MAX_ID)) == 17000
+
+    started = time.process_time()
+    parse_all()
+    assert time.process_time() - started < 1.0
+    cpumask._parse_cpulist_cached.cache_clear()
+    tracemalloc.start()
+    parse_all()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 100 << 20
+    for text in ("0-16777215:1/1", "0-200000000:1/2", "0-16777215"):
+        with pytest.raises(CpumaskError, match="implausibly large"):
+            cpumask.parse_cpulist(text)
+
+
+def test_overlapping_ranges_are_bounded_by_what_they_cover():
+    text = ",".join(["0-65535"] * 130000)  # just under 1 MiB
+    assert len(text) < 1 << 20
+    with pytest.raises(CpumaskError, match="cover more than"):
+        cpumask.parse_cpulist(text)
+    assert cpumask.parse_cpulist(",".join(["0-65535"] * 200)) == (1 << 65536) - 1
+
+
+@pytest.mark.parametrize("digits", [20, 4301, 5000, 100000])
+def test_numbers_beyond_pythons_int_limit_are_clean_errors(digits):
+    huge = "1" * digits
+    for text in (huge, f"0-{huge}", f"{huge}-{huge}", f"0-3:{huge}/4", f"0-3:1/{huge}"):
+        with pytest.raises(CpumaskError, match="implausibly large"):
+            cpumask.parse_cpulist(text)
+    with pytest.raises(CpumaskError):
+        cpumask.parse_hexmask(huge)  # groups of at most 8 hex digits
+    with pytest.raises(CpumaskError, match="implausibly large"):
+        cpumask.parse_hexmask(",".join(["ffffffff"] * (digits // 8 + 3000)))
+
+
+def test_the_default_bound_and_the_id_bound():
+    assert cpumask.parse_cpulist("65535") == 1 << 65535
+    with pytest.raises(CpumaskError, match=r"implausibly large \(the limit is 65535\)"):
+        cpumask.parse_cpulist("65536")
+    assert cpumask.parse_cpulist("1048575", limit=cpumask.MAX_ID) == 1 << 1048575
+    with pytest.raises(CpumaskError, match="implausibly large"):
+        cpumask.parse_cpulist("1048576", limit=cpumask.MAX_ID)
+
+
+def _hostile_element():
+    numbers = st.one_of(
+        st.integers(0, 200),
+        st.integers(0, 70000),
+        st.integers(0, 10**60),
+        st.text("0123456789", min_size=40, max_size=6000),
+    )
+    return st.one_of(
+        numbers.map(str),
+        st.tuples(numbers, numbers).map(lambda pair: f"{pair[0]}-{pair[1]}"),
+        st.tuples(numbers, numbers, numbers, numbers).map(lambda q: f"{q[0]}-{q[1]}:{q[2]}/{q[3]}"),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_hostile_element(), min_size=1, max_size=12).map(",".join))
+def test_hostile_cpulists_are_bounded_and_exact(text):
+    """Long ranges, strides and huge numbers, far beyond 40 characters: an exact answer or a
+    clean error, in well under a second."""
+    import time
+
+    started = time.monotonic()
+    try:
+        mask = cpumask.parse_cpulist(text)
+    except CpumaskError:
+        mask = None
+    assert time.monotonic() - started < 1.0
+    if mask is not None and len(text) < 200 and mask.bit_length() <= 4096:
+        assert mask == reference_cpulist(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text("0123456789abcdefABCDEF", min_size=1, max_size=9), min_size=1, max_size=3000).map(",".join))
+def test_hostile_hexmasks_are_bounded(text):
+    try:
+        mask = cpumask.parse_hexmask(text)
+    except CpumaskError:
+        return
+    assert mask.bit_length() <= cpumask.MAX_CPUS

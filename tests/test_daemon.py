@@ -155,7 +155,8 @@ def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
 
 
 @pytest.mark.skipif(not IS_ROOT or not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="needs root")
-def test_a_storm_of_uevents_gives_one_pass(tree, agent):
+def test_a_burst_of_uevents_gives_at_most_two_passes(tree, agent):
+    """The first event starts a pass at once (leading edge); the rest of the burst, one more."""
     root = tree(GUEST)
     a = agent(root, uevents=True)
     a.notify.wait_for("READY=1")
@@ -166,7 +167,7 @@ def test_a_storm_of_uevents_gives_one_pass(tree, agent):
     time.sleep(1.5)
     a.notify.drain(0.5)
     after = len([m for m in a.notify.messages if m.startswith("STATUS=")])
-    assert after - before == 1
+    assert 1 <= after - before <= 2
     assert a.stop() == 0
 
 

@@ -113,5 +113,7 @@ def test_affinity_texts_for_the_periodic_check(tree):
 
 def test_long_multi_chunk_file_is_read_whole(tree):
     root = tree("qemu-kvm-256")
-    write(root, "proc/cmdline", "x" * 700000 + " end\n")
+    write(root, "proc/sys/kernel/osrelease", "6.1.0-" + "x" * 700000 + " end\n")  # 1 MiB at most
+    assert KernelTree(root).collect().kernel.endswith(" end")
+    write(root, "proc/cmdline", "x" * 60000 + " end\n")  # 64 KiB at most
     assert KernelTree(root).collect().cmdline.endswith(" end")

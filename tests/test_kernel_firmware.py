@@ -73,15 +73,26 @@ def test_snapshot_copies_the_madt_byte_for_byte_and_the_dmi(tree, tmp_path):
     assert open(f"{dest}/dev/cpu/0/msr").read().splitlines()[-1] == "0x1b 0x00000000fee00d00"
 
 
-class FakeUevents:
-    def __init__(self, batches):
-        self.batches = list(batches)
+def uevent(action, subsystem):
+    """A kernel uevent datagram: ``ACTION@DEVPATH`` then ``KEY=VALUE`` fields, NUL-separated."""
+    return f"{action}@/devices/x\0ACTION={action}\0SUBSYSTEM={subsystem}\0".encode()
 
-    def get(self):
-        batch = self.batches.pop(0)
-        if isinstance(batch, Exception):
-            raise batch
-        return batch
+
+class FakeUevents:
+    """Datagrams as the daemon's uevent socket returns them, batch by batch (one batch per drain)."""
+
+    def __init__(self, batches):
+        self.batches = [list(batch) if isinstance(batch, list) else [batch] for batch in batches]
+
+    def recv(self, size):
+        if not self.batches or not self.batches[0]:
+            if self.batches:
+                self.batches.pop(0)
+            raise BlockingIOError()
+        item = self.batches[0].pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
 
 
 @pytest.fixture
@@ -99,19 +110,19 @@ def test_daemon_rereads_the_madt_only_after_a_cpu_uevent(daemon):
     assert kept is not None and kept.madt is not None
     daemon.uevents = FakeUevents(
         [
-            [{"SUBSYSTEM": "pci", "ACTION": "add"}, {"SUBSYSTEM": "net", "ACTION": "change"}],
-            [{"SUBSYSTEM": "cpu", "ACTION": "online"}],
-            OSError(105, "No buffer space available"),
+            [uevent("add", "pci"), uevent("change", "net")],
+            [uevent("online", "cpu")],
+            [OSError(105, "No buffer space available")],
         ]
     )
-    assert daemon.drain_uevents() == 2 and daemon.state.platform_files is kept
+    assert daemon.drain_uevents() == (2, False) and daemon.state.platform_files is kept
     daemon.run_pass("uevent")
     assert daemon.state.platform_files is kept  # the same object: not read again
-    assert daemon.drain_uevents() == 1 and daemon.state.platform_files is None
+    assert daemon.drain_uevents() == (1, False) and daemon.state.platform_files is None
     daemon.run_pass("uevent")
     assert daemon.state.platform_files is not None and daemon.state.platform_files is not kept
     daemon.state.platform_files = kept
-    daemon.drain_uevents()  # events lost: a hot-plug may be among them
+    assert daemon.drain_uevents() == (0, True)  # events lost: a hot-plug may be among them
     assert daemon.state.platform_files is None
 
 

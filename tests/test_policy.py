@@ -102,3 +102,9 @@ def test_spread_at_32768_cpus_is_fast():
     result = spread(items, {})
     assert time.monotonic() - started < 10
     assert len(set(result.values())) == 16384  # enough CPUs: every IRQ its own
+
+
+def test_boot_parameters_naming_cpus_beyond_nr_cpu_ids_are_ignored_like_the_kernel():
+    """housekeeping_setup(): "incorrect CPU range" -> the whole parameter is ignored."""
+    assert cmdline_exclusion("isolcpus=2-5 nohz_full=1", 15, 4).cpus == 0b0010
+    assert cmdline_exclusion("isolcpus=0-16777215:1/2 nohz_full=" + "9" * 5000, 15, 4).cpus == 0
