@@ -12,6 +12,7 @@ from conftest import FIXTURES, read, run_process, write
 # SPEC.md: the keys of every element of "irqs".
 SPEC_IRQ_KEYS = set("irq chip name device destination affinity effective target status compliant errno detail".split())
 
+
 def hv(vendor, vmm, ext, offered, source):
     return {"vendor": vendor, "vmm": vmm, "ext_dest_id": ext, "ext_dest_id_offered": offered, "source": source}
 
@@ -137,7 +138,10 @@ EXPECTED = {
         QEMU_8,
         X2_MSR_8,
         (32, 0),
-        {"IO-APIC": ("8bit", "cpuid", "0-255", "256-287"), "PCI-MSIX-0000:00:02.0": ("8bit", "cpuid", "0-255", "256-287")},
+        {
+            "IO-APIC": ("8bit", "cpuid", "0-255", "256-287"),
+            "PCI-MSIX-0000:00:02.0": ("8bit", "cpuid", "0-255", "256-287"),
+        },
     ),
     "qemu-kvm-288-extdest": (
         0,

@@ -68,7 +68,10 @@ def test_missing_explicit_config_is_an_error(tmp_path):
         ('[reachability]\next_dest_id = "yes"\n', "reachability.ext_dest_id"),
         # the old boolean, whatever its value, is an error that names the key replacing it
         ("[reachability]\nbroadcast_apic_id_255 = 1\n", 'broadcast_apic_id_255: replaced by apic_id_255 = "unicast"'),
-        ("[reachability]\nbroadcast_apic_id_255 = true\n", 'broadcast_apic_id_255: replaced by apic_id_255 = "unicast"'),
+        (
+            "[reachability]\nbroadcast_apic_id_255 = true\n",
+            'broadcast_apic_id_255: replaced by apic_id_255 = "unicast"',
+        ),
         ("[reachability]\nbroadcast_apic_id_255 = false\n", "broadcast_apic_id_255: replaced by apic_id_255"),
         ('[reachability]\napic_id_255 = "multicast"\n', "reachability.apic_id_255: 'multicast' is not one of"),
         ("[reachability]\napic_id_255 = true\n", "reachability.apic_id_255: expected a string"),

@@ -9,7 +9,11 @@ from irqagent.runner import build_model
 from conftest import make_facts
 
 # Cloud Hypervisor's DMI (vmm/src/vm.rs smbios), as its guests show it in sys/class/dmi/id.
-CLOUD_HYPERVISOR = {"sys_vendor": "Cloud Hypervisor", "product_name": "cloud-hypervisor", "bios_vendor": "cloud-hypervisor"}
+CLOUD_HYPERVISOR = {
+    "sys_vendor": "Cloud Hypervisor",
+    "product_name": "cloud-hypervisor",
+    "bios_vendor": "cloud-hypervisor",
+}
 X2APIC_ON = 0xFEE00D00  # IA32_APIC_BASE of a BSP with xAPIC global enable (bit 11) and x2APIC (bit 10)
 
 

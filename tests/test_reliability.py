@@ -42,7 +42,11 @@ def reset(root, saved):
 # A 320-vCPU Cloud Hypervisor guest (15-bit MSIs, an 8-bit IO-APIC) whose operator keeps CPUs 300-319 free of
 # IRQs: every one of its 400 IRQs (0-319) and default_smp_affinity are to be written -- 401 writes.
 KERNEL = "6.12.118+deb13-amd64"
-CLOUD_HYPERVISOR = {"sys_vendor": "Cloud Hypervisor", "product_name": "cloud-hypervisor", "bios_vendor": "cloud-hypervisor"}
+CLOUD_HYPERVISOR = {
+    "sys_vendor": "Cloud Hypervisor",
+    "product_name": "cloud-hypervisor",
+    "bios_vendor": "cloud-hypervisor",
+}
 EXCLUDE = '[policy]\nexclude_cpus = "300-319"\n'
 CONFIG = parse_config(EXCLUDE)
 
@@ -79,7 +83,9 @@ def test_the_crash_guest_writes_every_irq_and_the_default(pristine, tmp_path):
     shutil.copytree(pristine, root)
     report = runner.apply(KernelTree(root), CONFIG, JournalStore(str(tmp_path / "state")))
     assert report.writes == 401
-    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255" and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert (
+        read(root, "proc/irq/4/smp_affinity_list") == "0-255" and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    )
 
 
 @pytest.mark.parametrize("crash_after", [0, 1, 2, 200, 399, 400])

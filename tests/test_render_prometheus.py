@@ -82,7 +82,10 @@ def test_gauges_of_a_guest_with_something_to_fix(tree, cli):
     assert value[("irqagent_noncompliant_irqs", ())] == 5
     assert value[("irqagent_controller_unreachable_cpus", (("chip", "IO-APIC"), ("destination", "8bit")))] == 64
     msix = (("chip", "PCI-MSIX-0000:00:01.0"), ("destination", "15bit"))
-    assert (value[("irqagent_controller_reachable_cpus", msix)], value[("irqagent_controller_unreachable_cpus", msix)]) == (
+    assert (
+        value[("irqagent_controller_reachable_cpus", msix)],
+        value[("irqagent_controller_unreachable_cpus", msix)],
+    ) == (
         320,
         0,
     )
@@ -117,7 +120,9 @@ def test_output_file_is_replaced_atomically(tree, cli, tmp_path):
     out = tmp_path / "irqagent.prom"
     out.write_text("stale\n")
     inode = os.stat(out).st_ino
-    assert cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus", "--output", str(out)).code == 1
+    assert (
+        cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus", "--output", str(out)).code == 1
+    )
     assert os.stat(out).st_ino != inode  # a new file renamed over the old one, never rewritten in place
     assert oct(os.stat(out).st_mode & 0o777) == "0o644"
     assert sorted(os.listdir(tmp_path)) == ["cloud-hypervisor-320", "irqagent.prom"]

@@ -18,7 +18,9 @@ CONFIG = parse_config('[policy]\nexclude_cpus = "300-319"\n')
 def apply_then(root, state):
     report = runner.apply(KernelTree(root), CONFIG, JournalStore(str(state)))
     assert report.writes == 13  # 12 IRQs + default_smp_affinity
-    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255" and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert (
+        read(root, "proc/irq/4/smp_affinity_list") == "0-255" and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    )
     return JournalStore(str(state))
 
 

@@ -7,7 +7,14 @@ from conftest import read
 def test_snapshot_of_a_tree_reproduces_its_audit(tree, cli, tmp_path):
     # managed 0444 files, a kernel without /sys/kernel/irq, Hyper-V known from sys/bus/vmbus alone, a vmm
     # exception from DMI, refused vCPUs from the binary MADT, DMAR-MSI in cluster mode (the FACP flags)
-    for name in ("managed", "old-kernel", "hyperv-stub-nocpuid", "cloud-hypervisor-320", "qemu-kvm-288-8bit", "qemu-vtd-288"):
+    for name in (
+        "managed",
+        "old-kernel",
+        "hyperv-stub-nocpuid",
+        "cloud-hypervisor-320",
+        "qemu-kvm-288-8bit",
+        "qemu-vtd-288",
+    ):
         root = tree(name)
         snap = str(tmp_path / f"snap-{name}")
         result = cli("snapshot", snap, "--root", root)
