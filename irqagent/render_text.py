@@ -83,12 +83,12 @@ def refused_section(refusal: Refusal) -> List[str]:
             reason = head.reason.replace(f"APIC ID {head.apic_id} >", "APIC ID >")
         else:
             reason = head.reason
-        for number, chunk in enumerate(textwrap.wrap(f"{who}: {reason}", WIDTH - 6)):
+        for number, chunk in enumerate(textwrap.wrap(f"{who}: {reason}", WIDTH - 6, break_on_hyphens=False)):
             lines.append(f"    {'' if number == 0 else '  '}{chunk}")
     if len(runs) > MAX_REFUSED_LINES:
         lines.append(f"    ... {len(runs) - MAX_REFUSED_LINES} more groups (--format json lists every vCPU)")
     if refusal.fix:
-        for number, chunk in enumerate(textwrap.wrap(f"fix: {refusal.fix}", WIDTH - 6)):
+        for number, chunk in enumerate(textwrap.wrap(f"fix: {refusal.fix}", WIDTH - 6, break_on_hyphens=False)):
             lines.append(f"    {'' if number == 0 else '     '}{chunk}")
     return lines
 

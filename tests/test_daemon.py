@@ -241,11 +241,6 @@ def test_refused_vcpus_are_logged_once_not_every_pass(tree, agent):
     assert lines[0].startswith("<4>") and "0x100-0x11f" in lines[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon._log_refusal joins the 80-column text lines of refused_section with spaces, so a fix wrapped "
-    "at a hyphen reads 'kernel- irqchip=split' in the journal",
-)
 def test_the_logged_fix_names_the_qemu_option_intact(tree, agent):
     assert "-machine kernel-irqchip=split" in refused_lines(tree, agent)[0]
 

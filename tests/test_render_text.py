@@ -1,6 +1,5 @@
 import io
 
-import pytest
 
 from irqagent.cli import Environment
 from irqagent.render_text import elide
@@ -80,11 +79,6 @@ def test_big_sparse_guest_fits_80_columns(tmp_path, cli):
             assert max(len(line) for line in result.out.splitlines()) <= 80, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render_text wraps with break_on_hyphens: the refused-vCPU fix prints 'kernel-' and 'irqchip=split' "
-    "on two lines, so the option cannot be copied as it stands",
-)
 def test_refused_fix_keeps_command_line_options_whole(tree, cli):
     # QEMU/KVM, 288 vCPUs, in-kernel irqchip: the fix is QEMU's -machine kernel-irqchip=split
     result = cli("audit", "--root", tree("qemu-kvm-288-8bit"))
