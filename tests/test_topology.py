@@ -113,6 +113,7 @@ def test_binary_garbage(data):
 
 # -- the MADT's offline vCPUs ----------------------------------------------------------------------
 
+
 def _topology(online_apics, online, present, possible):
     return Topology(
         apic_ids=online_apics,
