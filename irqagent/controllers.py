@@ -8,7 +8,7 @@ exceptions (:mod:`irqagent.hypervisors`) and the config decide the rest.  Pure f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
@@ -53,19 +53,17 @@ class Controller:
     detail: str = ""
     aliases: Tuple[Tuple[int, str], ...] = ()  # (CPUs concerned, where their interrupts land): truncating exceptions
     platform_default: bool = False  # an IO-APIC/MSI chip that follows the platform mode (new device IRQs)
+    # Derived once (thousands of IRQ rows share these masks: 4 KiB each at 32,768 CPUs):
+    usable: int = field(init=False)  # online CPUs it can deliver to: the only CPUs a mask may be written with
+    online_unreachable: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "usable", self.reachable & self.online)
+        object.__setattr__(self, "online_unreachable", self.unreachable & self.online)
 
     @property
     def settable(self) -> bool:
         return self.destination != "none"
-
-    @property
-    def usable(self) -> int:
-        """Online CPUs it can deliver to: the only CPUs a mask may be written with."""
-        return self.reachable & self.online
-
-    @property
-    def online_unreachable(self) -> int:
-        return self.unreachable & self.online
 
 
 def eight_bit_max(platform: Platform) -> int:
