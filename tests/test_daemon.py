@@ -14,8 +14,6 @@ from irqagent.notify import Notifier, watchdog_interval
 
 from conftest import REPO, read, write
 
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
 
 class NotifySocket:
     """What systemd does: a datagram socket the service sends KEY=value messages to."""
@@ -132,7 +130,8 @@ def test_ready_fix_on_event_reload_and_stop(tree, agent, tmp_path):
     assert "stopping on SIGTERM" in a.log()
 
 
-@pytest.mark.skipif(not IS_ROOT or not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="needs root")
+@pytest.mark.root  # writes "change" to this machine's /sys/devices/system/cpu/cpu0/uevent
+@pytest.mark.skipif(not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="no cpu0 uevent file")
 def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
     root = tree("kvm-300-8bit")
     a = agent(root, uevents=True)
@@ -145,7 +144,8 @@ def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
     assert a.stop() == 0
 
 
-@pytest.mark.skipif(not IS_ROOT or not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="needs root")
+@pytest.mark.root  # writes "change" to this machine's /sys/devices/system/cpu/cpu0/uevent
+@pytest.mark.skipif(not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="no cpu0 uevent file")
 def test_a_storm_of_uevents_gives_one_pass(tree, agent):
     root = tree("kvm-300-8bit")
     a = agent(root, uevents=True)
