@@ -153,10 +153,11 @@ for suite in $SUITES; do
         else
             fail "$suite deb-install" "exit $rc: $(tail -5 "$WORK/$suite-deb.log" | tr '\n' '|')"
         fi
-        state=$(in_root "$root" sh -c 'command -v irqagent; systemctl is-enabled irqagent.service; systemctl is-enabled irqagent-apply.service;
+        # no systemd here: deb-systemd-helper's enablement is its symlink
+        state=$(in_root "$root" sh -c 'command -v irqagent; ls /etc/systemd/system/multi-user.target.wants/ | grep irqagent;
             stat -c %a /var/lib/irqagent; dpkg-query -W -f="\${Conffiles}" irqagent | cut -d" " -f2; python3 -c "import psutil, pyroute2; print(\"debian-deps\")"' 2>&1 | tr '\n' ' ')
         case "$state" in
-            "/usr/sbin/irqagent enabled disabled 700 /etc/irqagent/irqagent.toml debian-deps ")
+            "/usr/sbin/irqagent irqagent.service 700 /etc/irqagent/irqagent.toml debian-deps ")
                 pass "$suite deb-layout" "$state" ;;
             *) fail "$suite deb-layout" "$state" ;;
         esac
