@@ -1,7 +1,7 @@
 #!/bin/sh
 # install.sh -- install irqagent from this checkout, as root (README "Install and run").
 #
-#   ./install.sh              install or upgrade
+#   ./install.sh              install, or upgrade (a running irqagent.service is restarted)
 #   ./install.sh --uninstall  remove the program and the units; keep /etc/irqagent and
 #                             /var/lib/irqagent (the journal of original masks)
 #
@@ -32,9 +32,6 @@ UNITS="irqagent.service irqagent-apply.service"
 say() { echo "install.sh: $*"; }
 die() { echo "install.sh: error: $*" >&2; exit 2; }
 
-[ "$(id -u)" = 0 ] || die "run as root (it installs to $PREFIX, $SBIN and $UNITDIR)"
-[ "$(uname -s)" = Linux ] || die "irqagent runs on Linux only"
-
 systemd_running() { [ -d /run/systemd/system ]; }
 
 uninstall() {
@@ -50,12 +47,20 @@ uninstall() {
     say "removed $PREFIX, $SBIN/irqagent and the units; kept $CONFDIR and $STATEDIR"
 }
 
+ACTION=install
 case "${1:-}" in
     "") ;;
-    --uninstall) uninstall; exit 0 ;;
+    --uninstall) ACTION=uninstall ;;
     -h|--help) sed -n '2,/^set -eu/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     *) die "unknown option '$1' (usage: $0 [--uninstall])" ;;
 esac
+[ $# -le 1 ] || die "too many arguments (usage: $0 [--uninstall])"
+[ "$(id -u)" = 0 ] || die "run as root (it installs to $PREFIX, $SBIN and $UNITDIR)"
+[ "$(uname -s)" = Linux ] || die "irqagent runs on Linux only"
+if [ $ACTION = uninstall ]; then
+    uninstall
+    exit 0
+fi
 
 [ -f "$SRC/pyproject.toml" ] && [ -d "$SRC/irqagent" ] || die "$SRC is not an irqagent checkout"
 
@@ -98,5 +103,9 @@ else
 fi
 install -d -m 0700 "$STATEDIR"
 chmod 0700 "$STATEDIR"
-systemd_running && systemctl daemon-reload
+if systemd_running; then
+    systemctl daemon-reload
+    # an upgrade: a running daemon goes on with the new code (the one-shot is not re-run)
+    systemctl try-restart irqagent.service
+fi
 say "installed $("$SBIN/irqagent" --version) as $SBIN/irqagent; units in $UNITDIR (enable one: see README)"

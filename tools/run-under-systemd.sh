@@ -486,8 +486,19 @@ fi
 SC stop irqagent.service
 E rm -f /etc/systemd/system/irqagent.service.d/metrics.conf; E mv /root/irqagent.toml.orig /etc/irqagent/irqagent.toml; SC daemon-reload
 
-# --- 8. ./install.sh --uninstall ---------------------------------------------------------------
+# --- 8. ./install.sh again (upgrade), then ./install.sh --uninstall -----------------------------
 SC enable irqagent.service >/dev/null 2>&1; SC start irqagent.service
+pid=$(main_pid)
+# the container's namespaces but the host's network (pip reaches PyPI), as in_root does
+EN() { nsenter -t "$LEADER" -m -u -i -p /usr/bin/env -i PATH=$ROOT_PATH HOME=/root LANG=C.UTF-8 \
+    ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} ${HTTP_PROXY:+HTTP_PROXY=$HTTP_PROXY} ${NO_PROXY:+NO_PROXY=$NO_PROXY} \
+    ${PIP_INDEX_URL:+PIP_INDEX_URL=$PIP_INDEX_URL} ${CA:+PIP_CERT=/etc/harness-ca.crt} "$@"; }
+out=$(EN sh -c 'cd /root/irqagent && ./install.sh' 2>&1 | tail -1)
+if [ "$(prop irqagent.service SubState)" = running ] && [ "$(main_pid)" != "$pid" ]; then
+    pass upgrade "a second ./install.sh restarted the running daemon (pid $pid -> $(main_pid)): '$out'"
+else
+    fail upgrade "daemon $(prop irqagent.service SubState), pid $pid -> $(main_pid): '$out'"
+fi
 E sh -c 'echo "{}" > /var/lib/irqagent/harness-marker'
 out=$(E sh -c 'cd /root/irqagent && ./install.sh --uninstall' 2>&1)
 left=$(E sh -c 'ls -d /opt/irqagent /usr/local/sbin/irqagent /usr/local/lib/systemd/system/irqagent*.service /etc/systemd/system/multi-user.target.wants/irqagent.service /etc/irqagent/irqagent.toml /var/lib/irqagent/harness-marker' 2>/dev/null | tr '\n' ' ')
