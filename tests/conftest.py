@@ -6,15 +6,25 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import pytest
 
 from irqagent.cli import Environment, main
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``live`` or ``root`` need root: skipped (not failed) without it."""
+    if not IS_ROOT and any(item.get_closest_marker(name) for name in ("live", "root")):
+        pytest.skip("needs root")
+
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,12 +121,15 @@ def read(root: str, rel: str) -> str:
         return handle.read().strip()
 
 
-def write(root: str, rel: str, text: str) -> None:
+def write(root: str, rel: str, content: Union[str, bytes]) -> None:
+    """Replace a file of a private tree copy, keeping its mode (0444 too: root ignores it, others may not)."""
     path = os.path.join(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     mode = os.stat(path).st_mode if os.path.exists(path) else None
-    with open(path, "w") as handle:
-        handle.write(text)
+    if mode is not None and not mode & stat.S_IWUSR:
+        os.chmod(path, mode | stat.S_IWUSR)
+    with open(path, "wb" if isinstance(content, bytes) else "w") as handle:
+        handle.write(content)
     if mode is not None:
         os.chmod(path, mode)
 

@@ -145,7 +145,8 @@ def test_ready_fix_on_event_reload_and_stop(tree, agent, tmp_path):
     assert "stopping on SIGTERM" in a.log()
 
 
-@pytest.mark.skipif(not IS_ROOT or not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="needs root")
+@pytest.mark.root  # writes "change" to this machine's /sys/devices/system/cpu/cpu0/uevent
+@pytest.mark.skipif(not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="no cpu0 uevent file")
 def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
     root = tree(GUEST)
     a = agent(root, uevents=True)
@@ -158,7 +159,8 @@ def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
     assert a.stop() == 0
 
 
-@pytest.mark.skipif(not IS_ROOT or not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="needs root")
+@pytest.mark.root  # writes "change" to this machine's /sys/devices/system/cpu/cpu0/uevent
+@pytest.mark.skipif(not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="no cpu0 uevent file")
 def test_a_burst_of_uevents_gives_at_most_two_passes(tree, agent):
     """The first event starts a pass at once (leading edge); the rest of the burst, one more."""
     root = tree(GUEST)

@@ -17,9 +17,7 @@ from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
 
-from conftest import REPO, read, write
-
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+from conftest import IS_ROOT, REPO, read, write
 
 
 def masks(root):
@@ -221,6 +219,7 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.root  # mounts a tmpfs
 def test_full_state_dir_refuses_apply_but_audit_and_dry_run_work(tree, cli, small_tmpfs):
     root = tree("cloud-hypervisor-320")
     try:
@@ -237,6 +236,7 @@ def test_full_state_dir_refuses_apply_but_audit_and_dry_run_work(tree, cli, smal
     assert cli("audit", "--root", root, "--state-dir", small_tmpfs).code == 1
 
 
+@pytest.mark.root  # mounts a tmpfs
 def test_read_only_state_dir_refuses_apply(tree, cli, small_tmpfs):
     root = tree("cloud-hypervisor-320")
     subprocess.run(["mount", "-o", "remount,ro", small_tmpfs], check=True)
@@ -284,8 +284,7 @@ def hostile(root, what):
         os.makedirs(f"{irq}/-1")
         os.makedirs(f"{irq}/99999999999999999999")
     elif what == "binary-chip-name":
-        with open(os.path.join(root, "sys/kernel/irq/24/chip_name"), "wb") as handle:
-            handle.write(b"\xff\x00\xfe garbage")
+        write(root, "sys/kernel/irq/24/chip_name", b"\xff\x00\xfe garbage")
     elif what == "huge-cpu-number":
         write(root, "proc/irq/24/smp_affinity_list", "0-99999999999999\n")
     elif what == "junk-mask":
@@ -331,8 +330,7 @@ def test_hostile_trees_give_per_irq_failures_never_tracebacks(tree, cli, what):
 )
 def test_malformed_cpuinfo_is_exit_2(tree, cli, content):
     root = tree("live-kvm-2cpu")
-    with open(os.path.join(root, "proc/cpuinfo"), "wb") as handle:
-        handle.write(content)
+    write(root, "proc/cpuinfo", content)
     result = cli("audit", "--root", root)
     assert result.code == 2 and result.err.startswith("irqagent: error: ") and len(result.err.splitlines()) == 1
 
@@ -363,10 +361,8 @@ def test_fuzzed_kernel_files_never_crash_the_cli(tree, cli):
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(rel=st.sampled_from(FUZZED_FILES), data=st.binary(max_size=300))
     def check(rel, data):
-        path = os.path.join(root, rel)
         try:
-            with open(path, "wb") as handle:
-                handle.write(data)
+            write(root, rel, data)
             for args in (("audit", "--format", "json"), ("apply", "--dry-run")):
                 result = cli(*args, "--root", root)
                 assert result.code in (0, 1, 2)
@@ -374,7 +370,6 @@ def test_fuzzed_kernel_files_never_crash_the_cli(tree, cli):
                 if result.code == 2:
                     assert len(result.err.splitlines()) == 1
         finally:
-            with open(path, "wb") as handle:
-                handle.write(originals[rel])
+            write(root, rel, originals[rel])
 
     check()
