@@ -1,9 +1,10 @@
 """kill -9 at seeded random moments of a re-apply and of a daemon pass after a reload:
 ``restore`` must recover 100% of the originals every time (issue #12).
 
-Each test runs 50 trials of a real process on a 300-vCPU, 300-IRQ tree whose IRQs
-already hold what a first apply wrote; the second run (a new config) rewrites every
-one of them.  About a minute each on a 2-CPU machine.
+Each test runs 50 trials of a real process on a 320-vCPU, 300-IRQ Cloud Hypervisor tree
+(5 IO-APIC IRQs reaching CPUs 0-255, 295 MSIs reaching 0-319) whose IRQs already hold
+what a first apply wrote; the second run (a new config) rewrites every one of them.
+About a minute each on a 2-CPU machine.
 """
 
 import os
@@ -13,19 +14,24 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
 from irqagent import runner
-from irqagent.config import Config
-from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+from irqagent.config import Config, parse_config
+from irqagent.devtools.gentree import guest_irqs, write_tree
+from irqagent.devtools.profiles import K612, cloud_hypervisor_320
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
 
 from conftest import REPO, read, write
 
 TRIALS = 50
-NEW_CONFIG = '[policy]\nexclude_cpus = "0-63"\n'  # every IRQ moves again: 0-254 -> 64-254
+# Every IRQ starts on 0-319.  The first apply moves each one and default_smp_affinity (IO-APIC 0-319 -> 32-255,
+# MSI 0-319 -> 32-319); the new config moves every one again (IO-APIC -> 64-255, MSI -> 64-319).
+FIRST_CONFIG = '[policy]\nexclude_cpus = "0-31"\n'
+NEW_CONFIG = '[policy]\nexclude_cpus = "0-63"\n'
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +84,17 @@ def first_applied(tmp_path_factory):
     """(root, pristine masks, masks after the first apply, journal text after it)."""
     base = tmp_path_factory.mktemp("crash")
     root = str(base / "tree")
-    write_tree(TreeSpec(cpus=300, kernel="5.4.0", irqs=guest_irqs(300, 300, "5.4.0"), cpuinfo_style="minimal"), root)
+    write_tree(replace(cloud_hypervisor_320(), irqs=guest_irqs(320, 300, K612)), root)
     pristine = masks(root)
+    assert set(pristine.values()) == {"0-319", ",".join(["ffffffff"] * 10)}
     state = str(base / "state")
-    assert runner.apply(KernelTree(root), Config(), JournalStore(state)).writes == 301
+    assert runner.apply(KernelTree(root), parse_config(FIRST_CONFIG), JournalStore(state)).writes == 301
+    after = masks(root)
+    cpus_32_319 = ",".join(["ffffffff"] * 9 + ["00000000"])
+    assert [after[key] for key in (1, 24, "default")] == ["32-255", "32-319", cpus_32_319]
     with open(os.path.join(state, "journal.json")) as handle:
         journal = handle.read()
-    return root, pristine, masks(root), journal
+    return root, pristine, after, journal
 
 
 def fresh_state(tmp_path, trial, journal):
@@ -118,6 +128,10 @@ def test_kill_9_during_a_reapply_with_a_new_config(first_applied, tmp_path):
     reset(root, after_first)
     timing = start(fresh_state(tmp_path, "timing", journal))
     assert timing.wait(timeout=60) == 0
+    done = masks(root)
+    cpus_64_319 = ",".join(["ffffffff"] * 8 + ["00000000"] * 2)
+    assert [done[key] for key in (1, 24, "default")] == ["64-255", "64-319", cpus_64_319]
+    assert all(done[key] != after_first[key] for key in done), "the new config must rewrite every IRQ"
     first = first_written(root, after_first, masks(root))
     reset(root, after_first)
     timing = start(fresh_state(tmp_path, "timing2", journal))
@@ -143,7 +157,7 @@ def test_kill_9_during_the_daemon_pass_after_a_reload(first_applied, tmp_path):
     rng = random.Random(20_261_125)
 
     def start(state, metrics):
-        config.write_text("")  # the config of the first apply: the start pass writes nothing
+        config.write_text(FIRST_CONFIG)  # the config of the first apply: the start pass writes nothing
         return subprocess.Popen(
             [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", state, "--config", str(config)]
             + ["--no-uevents", "--interval", "3600", "--metrics-file", metrics],

@@ -10,7 +10,7 @@ import pytest
 
 from irqagent import journal as journal_mod
 from irqagent import runner
-from irqagent.config import Config
+from irqagent.config import Config, parse_config
 from irqagent.errors import StateError
 from irqagent.execute import UnrecordedWrites
 from irqagent.journal import Journal, JournalEntry, JournalStore, StateDir
@@ -32,11 +32,20 @@ def sealed(document):
     return dict(document, sha256=hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def applied(tree, tmp_path, name="kvm-300-8bit"):
-    root = tree(name)
+# cloud-hypervisor-320: 320 vCPUs online, MSIs 15-bit (IRQs 24-30 on 0-319 comply); Cloud Hypervisor's IO-APIC
+# reaches APIC IDs 0-255 only, so apply rewrites the legacy IRQs 1, 4, 8, 9 and 12 from 0-319 to 0-255 (5 writes;
+# default_smp_affinity 0-319 is left alone: new device IRQs are MSIs).  IRQ 4 is the usual changed IRQ.
+GUEST = "cloud-hypervisor-320"
+OTHER_GUEST = "qemu-kvm-256"  # another root: 256 vCPUs, IRQs 1, 4, 8, 9, 12, 24-26 on 0-255
+# Excluding CPUs 192-319 moves every IRQ (IO-APIC and MSI) and default_smp_affinity to 0-191: 13 writes.
+EXCLUDE = '[policy]\nexclude_cpus = "192-319"\n'
+
+
+def applied(tree, tmp_path, config_text="", writes=5):
+    root = tree(GUEST)
     state = str(tmp_path / "state")
-    report = runner.apply(KernelTree(root), Config(), JournalStore(state))
-    assert report.writes == 13
+    report = runner.apply(KernelTree(root), parse_config(config_text), JournalStore(state))
+    assert report.writes == writes
     return root, state
 
 
@@ -54,7 +63,7 @@ def save_document(state, document):
 
 
 def tamper_file(doc):
-    doc["entries"]["24"]["file"] = "../../../victim"
+    doc["entries"]["4"]["file"] = "../../../victim"
 
 
 def tamper_top_key(doc):
@@ -62,30 +71,30 @@ def tamper_top_key(doc):
 
 
 def tamper_entry_key(doc):
-    doc["entries"]["24"]["command"] = "rm -rf /"
+    doc["entries"]["4"]["command"] = "rm -rf /"
 
 
 def tamper_time(value):
     def change(doc):
-        doc["entries"]["24"]["time"] = value
+        doc["entries"]["4"]["time"] = value
 
     return change
 
 
 def tamper_irq_key(key):
     def change(doc):
-        doc["entries"][key] = doc["entries"].pop("24")
+        doc["entries"][key] = doc["entries"].pop("4")
 
     return change
 
 
 def tamper_mask(doc):
-    doc["entries"]["24"]["original"] = "0-70000"
+    doc["entries"]["4"]["original"] = "0-70000"
 
 
 def tamper_nothing_written(doc):
-    doc["entries"]["24"]["written"] = None
-    doc["entries"]["24"]["pending"] = None
+    doc["entries"]["4"]["written"] = None
+    doc["entries"]["4"]["pending"] = None
 
 
 def tamper_root(doc):
@@ -111,7 +120,7 @@ def tamper_default_file(doc):
         (tamper_time(float("inf")), "time is not a finite number"),  # written as 1e400 below
         (tamper_time(True), "time is not a finite number"),
         (tamper_irq_key("-1"), "is not an IRQ number"),
-        (tamper_irq_key("024"), "is not an IRQ number"),
+        (tamper_irq_key("04"), "is not an IRQ number"),
         (tamper_irq_key("9999999999"), "is not an IRQ number"),
         (tamper_irq_key("9" * 5000), "is not an IRQ number"),  # beyond int()'s digit limit
         (tamper_time(10**400), "time is not a finite number"),  # an integer beyond any float
@@ -123,7 +132,7 @@ def tamper_default_file(doc):
     ],
 )
 def test_tampered_journal_with_a_valid_checksum_is_damaged(tree, tmp_path, tamper, reason):
-    _, state = applied(tree, tmp_path)
+    _, state = applied(tree, tmp_path, EXCLUDE, writes=13)  # default_smp_affinity is journaled too
     document = journal_document(state)
     tamper(document)
     text = json.dumps(sealed(document)).replace("Infinity", "1e400")  # the checksum still holds
@@ -139,7 +148,7 @@ def test_path_traversal_entry_never_writes_outside_the_root(tree, cli, tmp_path)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     document = journal_document(state)
-    document["entries"]["24"]["file"] = os.path.relpath(victim, os.path.join(root, "proc/irq/24"))
+    document["entries"]["4"]["file"] = os.path.relpath(victim, os.path.join(root, "proc/irq/4"))
     save_document(state, document)
     for args in (("restore",), ("restore", "--force"), ("apply",)):
         result = cli(*args, "--root", root, "--state-dir", state)
@@ -153,7 +162,7 @@ def test_path_traversal_entry_never_writes_outside_the_root(tree, cli, tmp_path)
 def test_bad_time_is_a_damaged_journal_for_every_command(tree, cli, tmp_path, value):
     root, state = applied(tree, tmp_path)
     document = journal_document(state)
-    document["entries"]["24"]["time"] = value
+    document["entries"]["4"]["time"] = value
     text = json.dumps(sealed(document)).replace("Infinity", "1e400")  # NaN stays the literal NaN
     (tmp_path / "state" / "journal.json").write_text(text)
     audit = cli("audit", "--root", root, "--state-dir", state)
@@ -190,14 +199,14 @@ def test_deep_nesting_is_a_damaged_journal(tmp_path):
 
 def test_state_dir_and_journal_are_private(tree, cli, tmp_path):
     state = str(tmp_path / "state")
-    assert cli("apply", "--root", tree("kvm-300-8bit"), "--state-dir", state).code == 0
+    assert cli("apply", "--root", tree(GUEST), "--state-dir", state).code == 0
     assert oct(os.stat(state).st_mode & 0o777) == "0o700"
     assert oct(os.stat(os.path.join(state, "journal.json")).st_mode & 0o777) == "0o600"
     assert sorted(os.listdir(state)) == ["journal.json", "lock"]
 
 
 def test_lock_symlink_is_never_followed_or_truncated(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     victim = tmp_path / "victim"
@@ -208,7 +217,7 @@ def test_lock_symlink_is_never_followed_or_truncated(tree, cli, tmp_path):
 
 
 def test_journal_symlink_is_refused(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     victim = tmp_path / "victim"
@@ -216,11 +225,11 @@ def test_journal_symlink_is_refused(tree, cli, tmp_path):
     os.symlink(victim, state / "journal.json")
     result = cli("apply", "--root", root, "--state-dir", str(state))
     assert result.code == 2 and "symlink" in result.err
-    assert victim.read_text() == "{}" and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert victim.read_text() == "{}" and read(root, "proc/irq/4/smp_affinity_list") == "0-319"
 
 
 def test_state_dir_symlink_is_refused(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     (tmp_path / "real").mkdir(mode=0o700)
     os.symlink(tmp_path / "real", tmp_path / "state")
     result = cli("apply", "--root", root, "--state-dir", str(tmp_path / "state"))
@@ -230,18 +239,18 @@ def test_state_dir_symlink_is_refused(tree, cli, tmp_path):
 
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o722])
 def test_state_dir_writable_by_others_is_refused(tree, cli, tmp_path, mode):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state = tmp_path / "state"
     state.mkdir()
     os.chmod(state, mode)
     for command in ("apply", "restore"):
         result = cli(command, "--root", root, "--state-dir", str(state))
         assert result.code == 2 and "writable by group or others" in result.err
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
 
 
 def test_state_dir_under_a_group_writable_directory_is_refused(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     parent = tmp_path / "shared"
     parent.mkdir()
     os.chmod(parent, 0o775)
@@ -251,7 +260,7 @@ def test_state_dir_under_a_group_writable_directory_is_refused(tree, cli, tmp_pa
 
 @pytest.mark.skipif(not IS_ROOT, reason="chown needs root")
 def test_state_dir_owned_by_another_user_is_refused(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     os.chown(state, NOBODY, NOBODY)
@@ -263,7 +272,7 @@ def test_config_writable_by_others_is_refused(tree, cli, tmp_path):
     config = tmp_path / "irqagent.toml"
     config.write_text("[policy]\n")
     os.chmod(config, 0o666)
-    result = cli("audit", "--root", tree("kvm-300-8bit"), "--config", str(config))
+    result = cli("audit", "--root", tree(GUEST), "--config", str(config))
     assert result.code == 2 and "writable by group or others" in result.err
 
 
@@ -272,12 +281,12 @@ def test_config_owned_by_another_user_is_refused(tree, cli, tmp_path):
     config = tmp_path / "irqagent.toml"
     config.write_text("[policy]\n")
     os.chown(config, NOBODY, NOBODY)
-    result = cli("audit", "--root", tree("kvm-300-8bit"), "--config", str(config))
+    result = cli("audit", "--root", tree(GUEST), "--config", str(config))
     assert result.code == 2 and f"owned by uid {NOBODY}" in result.err
 
 
 def test_stray_temp_files_of_a_killed_run_are_removed(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     victim = tmp_path / "victim"
@@ -285,11 +294,11 @@ def test_stray_temp_files_of_a_killed_run_are_removed(tree, cli, tmp_path):
     (state / ".journal.0123abcd").write_text("{half a jour")
     os.symlink(victim, state / ".journal.feedbeef")
     (state / "notes").write_text("mine\n")
-    write(root, "proc/irq/24/smp_affinity_list.irqagent-new", "0-2")
-    os.symlink(victim, os.path.join(root, "proc/irq/25/smp_affinity_list.irqagent-new"))
+    write(root, "proc/irq/4/smp_affinity_list.irqagent-new", "0-2")  # an IRQ the run writes
+    os.symlink(victim, os.path.join(root, "proc/irq/25/smp_affinity_list.irqagent-new"))  # one it leaves alone
     assert cli("apply", "--root", root, "--state-dir", str(state)).code == 0
     assert sorted(os.listdir(state)) == ["journal.json", "lock", "notes"]
-    assert not [name for name in os.listdir(os.path.join(root, "proc/irq/24")) if name.endswith("-new")]
+    assert not [name for name in os.listdir(os.path.join(root, "proc/irq/4")) if name.endswith("-new")]
     assert not os.path.lexists(os.path.join(root, "proc/irq/25/smp_affinity_list.irqagent-new"))
     assert victim.read_text() == "precious\n"
 
@@ -299,20 +308,20 @@ def test_stray_temp_files_of_a_killed_run_are_removed(tree, cli, tmp_path):
 
 @pytest.mark.parametrize("command", [("apply",), ("restore",), ("run", "--no-uevents")])
 def test_another_root_needs_a_state_dir(tree, cli, command):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     result = cli(*command, "--root", root, state_dir="none")
     assert result.code == 2 and "needs --state-dir" in result.err and len(result.err.splitlines()) == 1
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
 
 
 def test_audit_and_dry_run_of_another_root_need_no_state_dir(tree, cli):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     assert cli("audit", "--root", root, state_dir="none").code == 1
     assert cli("apply", "--dry-run", "--root", root, state_dir="none").code == 1
 
 
 def test_journal_records_the_resolved_root_and_its_boot_id(tree, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     write(root, "proc/sys/kernel/random/boot_id", BOOT_A.upper() + "\n")
     os.symlink(root, tmp_path / "link")
     runner.apply(KernelTree(str(tmp_path / "link")), Config(), JournalStore(str(tmp_path / "state")))
@@ -322,7 +331,7 @@ def test_journal_records_the_resolved_root_and_its_boot_id(tree, tmp_path):
 
 def test_another_roots_journal_is_never_used(tree, cli, tmp_path):
     root_a, state = applied(tree, tmp_path)
-    root_b = tree("apic-255")
+    root_b = tree(OTHER_GUEST)
     before_b = read(root_b, "proc/irq/1/smp_affinity_list")
     result = cli("apply", "--root", root_b, "--state-dir", state)
     assert result.code == 2 and "not this root" in result.err
@@ -333,11 +342,11 @@ def test_another_roots_journal_is_never_used(tree, cli, tmp_path):
         assert "another root" in rows[1]["detail"] and rows[1]["status"] == "ignored"
     assert read(root_b, "proc/irq/1/smp_affinity_list") == before_b
     assert cli("restore", "--root", root_a, "--state-dir", state).code == 0
-    assert read(root_a, "proc/irq/1/smp_affinity_list") == "0-299"
+    assert read(root_a, "proc/irq/1/smp_affinity_list") == "0-319"
 
 
 def test_earlier_boot_is_history_until_forced(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     write(root, "proc/sys/kernel/random/boot_id", BOOT_A + "\n")
     state = str(tmp_path / "state")
     assert cli("apply", "--root", root, "--state-dir", state).code == 0
@@ -345,34 +354,34 @@ def test_earlier_boot_is_history_until_forced(tree, cli, tmp_path):
     audit = cli("audit", "--root", root, "--state-dir", state)
     assert "earlier boot" in audit.err
     result = cli("restore", "--root", root, "--state-dir", state, "--format", "json")
-    assert result.code == 1 and read(root, "proc/irq/24/smp_affinity_list") == "0-254"
-    row = {r["irq"]: r for r in result.json()["irqs"]}[24]
+    assert result.code == 1 and read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+    row = {r["irq"]: r for r in result.json()["irqs"]}[4]
     assert row["status"] == "ignored" and "earlier boot" in row["detail"]
     assert cli("restore", "--root", root, "--state-dir", state, "--force").code == 0
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
 
 
 def test_first_apply_of_a_new_boot_journals_its_originals_and_drops_the_old(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     write(root, "proc/sys/kernel/random/boot_id", BOOT_A + "\n")
     state = str(tmp_path / "state")
     assert cli("apply", "--root", root, "--state-dir", state).code == 0
-    # Reboot: the kernel starts over with every IRQ on 0-299 except IRQ 24, set to 0-7 at boot.
+    # Reboot: the kernel starts over with every IRQ on 0-319 except IRQ 4, set to 0-7 at boot (compliant).
     for irq in (1, 4, 8, 9, 12, 24, 25, 26, 27, 28, 29, 30):
-        write(root, f"proc/irq/{irq}/smp_affinity_list", "0-299\n")
-    write(root, "proc/irq/24/smp_affinity_list", "0-7\n")
+        write(root, f"proc/irq/{irq}/smp_affinity_list", "0-319\n")
+    write(root, "proc/irq/4/smp_affinity_list", "0-7\n")
     write(root, "proc/sys/kernel/random/boot_id", BOOT_B + "\n")
     result = cli("apply", "--root", root, "--state-dir", state)
     assert result.code == 0 and "earlier boot" in result.err
     document = journal_document(state)
-    assert document["boot_id"] == BOOT_B and "24" not in document["entries"]
-    assert document["entries"]["25"]["original"] == "0-299"
+    assert document["boot_id"] == BOOT_B and "4" not in document["entries"]
+    assert document["entries"]["1"]["original"] == "0-319"
     assert cli("restore", "--root", root, "--state-dir", state).code == 0
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-7"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-7"
 
 
 def test_apply_with_nothing_to_write_drops_an_earlier_boots_entries(tree, cli, tmp_path):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     write(root, "proc/sys/kernel/random/boot_id", BOOT_A + "\n")
     state = str(tmp_path / "state")
     assert cli("apply", "--root", root, "--state-dir", state).code == 0
@@ -398,19 +407,19 @@ def shrink_to(root, cpus):
 
 
 def test_vm_resized_down_restores_what_is_possible(tree, cli, tmp_path):
-    root, state = applied(tree, tmp_path)
-    shrink_to(root, 256)  # the journal holds 0-299; possible is now 0-255
+    root, state = applied(tree, tmp_path, EXCLUDE, writes=13)  # IRQ 4: 0-319 -> 0-191
+    shrink_to(root, 256)  # the journal holds 0-319; possible is now 0-255
     result = cli("restore", "--root", root, "--state-dir", state, "--format", "json")
     assert result.code == 1 and "internal error" not in result.err
-    row = {r["irq"]: r for r in result.json()["irqs"]}[24]
+    row = {r["irq"]: r for r in result.json()["irqs"]}[4]
     assert (row["status"], row["target"]) == ("changed", "0-255")
-    assert "partially" in row["detail"] and "256-299" in row["detail"]
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-255"
-    assert journal_document(state)["entries"]["24"]["original"] == "0-299"  # kept
+    assert "partially" in row["detail"] and "256-319" in row["detail"]
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+    assert journal_document(state)["entries"]["4"]["original"] == "0-319"  # kept
     again = cli("restore", "--root", root, "--state-dir", state, "--format", "json")
     assert again.code == 1 and again.json()["summary"]["writes"] == 0
-    entry = journal_document(state)["entries"]["24"]
-    assert (entry["original"], entry["written"]) == ("0-299", "0-255")  # still recognised as the agent's
+    entry = journal_document(state)["entries"]["4"]
+    assert (entry["original"], entry["written"]) == ("0-319", "0-255")  # still recognised as the agent's
     for args in (("apply",), ("apply", "--dry-run"), ("audit",), ("restore", "--force")):
         result = cli(*args, "--root", root, "--state-dir", state)
         assert result.code in (0, 1) and "internal error" not in result.err, args
@@ -419,13 +428,13 @@ def test_vm_resized_down_restores_what_is_possible(tree, cli, tmp_path):
 def test_original_with_no_possible_cpu_is_reported_not_restored(tree, tmp_path):
     root, state = applied(tree, tmp_path)
     document = journal_document(state)
-    document["entries"]["24"]["original"] = "280-299"
+    document["entries"]["4"]["original"] = "280-319"
     save_document(state, document)
     shrink_to(root, 256)
     report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
-    row = {r.irq: r for r in report.rows}[24]
-    assert row.status == "ignored" and "none of the original CPUs 280-299 is possible" in row.detail
-    assert report.exit_status == 1 and read(root, "proc/irq/24/smp_affinity_list") == "0-254"
+    row = {r.irq: r for r in report.rows}[4]
+    assert row.status == "ignored" and "none of the original CPUs 280-319 is possible" in row.detail
+    assert report.exit_status == 1 and read(root, "proc/irq/4/smp_affinity_list") == "0-255"
 
 
 class ResettingTree(KernelTree):
@@ -446,33 +455,34 @@ class ResettingTree(KernelTree):
 def test_original_with_no_online_cpu_resets_to_default_and_is_not_a_failure(tree, tmp_path):
     root, state = applied(tree, tmp_path)
     document = journal_document(state)
-    document["entries"]["24"]["original"] = "299"
+    document["entries"]["4"]["original"] = "319"
     save_document(state, document)
-    with open(os.path.join(root, "proc/cpuinfo")) as handle:  # CPU 299 goes offline
+    with open(os.path.join(root, "proc/cpuinfo")) as handle:  # CPU 319 goes offline
         blocks = handle.read().strip().split("\n\n")
+    assert "processor\t: 319\n" in blocks[-1]
     write(root, "proc/cpuinfo", "\n\n".join(blocks[:-1]) + "\n\n")
-    write(root, "sys/devices/system/cpu/online", "0-298\n")
-    online = (1 << 299) - 1
-    report = runner.restore_all(ResettingTree(root, online, "0-298"), Config(), JournalStore(state), force=False)
-    row = {r.irq: r for r in report.rows}[24]
+    write(root, "sys/devices/system/cpu/online", "0-318\n")
+    online = (1 << 319) - 1
+    report = runner.restore_all(ResettingTree(root, online, "0-318"), Config(), JournalStore(state), force=False)
+    row = {r.irq: r for r in report.rows}[4]
     assert row.status == "changed" and row.errno is None
     assert "no online CPU" in row.detail and "default affinity" in row.detail
-    assert report.exit_status == 0 and 24 not in JournalStore(state).load().entries
+    assert report.exit_status == 0 and 4 not in JournalStore(state).load().entries
 
 
 def test_restore_dry_run_writes_nothing_and_shows_the_plan(tree, cli, tmp_path):
     root, state = applied(tree, tmp_path)
-    write(root, "proc/irq/25/smp_affinity_list", "7\n")  # changed since
+    write(root, "proc/irq/8/smp_affinity_list", "7\n")  # changed since
     journal_before = open(os.path.join(state, "journal.json")).read()
     result = cli("restore", "--dry-run", "--root", root, "--state-dir", state, "--format", "json")
     assert result.code == 1
     document = result.json()
     assert document["dry_run"] is True and document["summary"]["writes"] == 0
     rows = {r["irq"]: r for r in document["irqs"]}
-    assert (rows[24]["status"], rows[24]["target"]) == ("would-change", "0-299")
-    assert rows[25]["status"] == "ignored" and "changed since" in rows[25]["detail"]
+    assert (rows[4]["status"], rows[4]["target"]) == ("would-change", "0-319")
+    assert rows[8]["status"] == "ignored" and "changed since" in rows[8]["detail"]
     assert document["summary"]["not_restored"] == 1
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-254"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
     assert open(os.path.join(state, "journal.json")).read() == journal_before
     text = cli("restore", "--dry-run", "--root", root, "--state-dir", state)
     assert "restore --dry-run:" in text.out
@@ -480,10 +490,10 @@ def test_restore_dry_run_writes_nothing_and_shows_the_plan(tree, cli, tmp_path):
 
 def test_restore_reports_an_entry_whose_irq_is_gone(tree, tmp_path):
     root, state = applied(tree, tmp_path)
-    shutil.rmtree(os.path.join(root, "proc/irq/26"))
-    shutil.rmtree(os.path.join(root, "sys/kernel/irq/26"))
+    shutil.rmtree(os.path.join(root, "proc/irq/9"))
+    shutil.rmtree(os.path.join(root, "sys/kernel/irq/9"))
     report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
-    row = {r.irq: r for r in report.rows}[26]
+    row = {r.irq: r for r in report.rows}[9]
     assert row.status == "vanished" and "no longer exists" in row.detail
     assert report.exit_status == 0
 
@@ -494,16 +504,16 @@ def test_restore_reports_an_entry_whose_irq_is_gone(tree, tmp_path):
 )
 def test_restore_maps_errnos_like_apply(tree, tmp_path, code, status):
     root, state = applied(tree, tmp_path)
-    report = runner.restore_all(FaultyTree(root, faults={24: code}), Config(), JournalStore(state), force=False)
-    row = {r.irq: r for r in report.rows}[24]
+    report = runner.restore_all(FaultyTree(root, faults={4: code}), Config(), JournalStore(state), force=False)
+    row = {r.irq: r for r in report.rows}[4]
     assert (row.status, row.errno) == (status, errno.errorcode[code])
-    assert report.exit_status == 1 and list(JournalStore(state).load().entries) == [24]
+    assert report.exit_status == 1 and list(JournalStore(state).load().entries) == [4]
 
 
 def test_ebusy_is_retried_next_pass(tree, tmp_path):
-    root = tree("kvm-300-8bit")
-    report = runner.apply(FaultyTree(root, faults={24: errno.EBUSY}), Config(), JournalStore(str(tmp_path / "s")))
-    row = {r.irq: r for r in report.rows}[24]
+    root = tree(GUEST)
+    report = runner.apply(FaultyTree(root, faults={4: errno.EBUSY}), Config(), JournalStore(str(tmp_path / "s")))
+    row = {r.irq: r for r in report.rows}[4]
     assert (row.status, row.errno) == ("failed", "EBUSY") and "retrying" in row.detail
     from irqagent.outcomes import outcome_of
 
@@ -530,7 +540,7 @@ class Recording(KernelTree):
 @pytest.mark.parametrize("where", ["write", "fsync"])
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
 def test_failed_journal_save_before_the_writes_writes_nothing(tree, tmp_path, monkeypatch, where, code):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
 
     def fail(*args):
         raise OSError(code, os.strerror(code))
@@ -543,7 +553,7 @@ def test_failed_journal_save_before_the_writes_writes_nothing(tree, tmp_path, mo
     with pytest.raises(StateError, match="nothing was changed") as caught:
         runner.apply(recording, Config(), JournalStore(str(tmp_path / "state")))
     assert os.strerror(code) in str(caught.value)
-    assert recording.written == [] and read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert recording.written == [] and read(root, "proc/irq/4/smp_affinity_list") == "0-319"
 
 
 def fail_save_number(monkeypatch, number):
@@ -560,32 +570,36 @@ def fail_save_number(monkeypatch, number):
 
 
 def test_failed_final_save_says_exactly_what_changed_and_restore_recovers_it(tree, cli, tmp_path, monkeypatch):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state = str(tmp_path / "state")
-    fail_save_number(monkeypatch, 2)
-    result = cli("apply", "--root", root, "--state-dir", state, "--format", "json")
+    config = tmp_path / "irqagent.toml"
+    config.write_text(EXCLUDE)  # every IRQ and default_smp_affinity move: 13 writes
+    with monkeypatch.context() as patched:  # undone alone: the test's no-machine-config setting stays
+        fail_save_number(patched, 2)
+        result = cli("apply", "--root", root, "--state-dir", state, "--config", str(config), "--format", "json")
     assert result.code == 2 and len(result.err.splitlines()) == 1
     assert "changed IRQs 1,4,8-9,12,24-30 and default_smp_affinity" in result.err
     assert "refusing" not in result.err and "restore" in result.err
     assert result.json()["summary"]["writes"] == 13  # the report of what was done is printed too
-    monkeypatch.undo()
     assert cli("restore", "--root", root, "--state-dir", state).code == 0
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-319"
+    assert read(root, "proc/irq/default_smp_affinity") == ",".join(["ffffffff"] * 10)  # 0-319
 
 
 def test_failed_save_before_an_enospc_fallback_stops_the_run_before_that_write(tree, tmp_path, monkeypatch):
-    root = tree("kvm-300-8bit")
-    write(root, "proc/irq/25/smp_affinity_list", "3,280\n")
-    faulty = FaultyTree(root, faults={25: errno.ENOSPC}, fail_once={25})
+    root = tree(GUEST)
+    write(root, "proc/irq/8/smp_affinity_list", "3,280\n")  # IO-APIC: target 3, fallback 0-255
+    faulty = FaultyTree(root, faults={8: errno.ENOSPC}, fail_once={8})
     fail_save_number(monkeypatch, 2)  # the save that journals the fallback before writing it
     with pytest.raises(UnrecordedWrites) as caught:
         runner.apply(faulty, Config(), JournalStore(str(tmp_path / "state")))
-    assert "stopped before the write it would have recorded; changed IRQs 1,4,8-9,12,24" in str(caught.value)
-    assert [irq for irq, _ in faulty.attempts] == [1, 4, 8, 9, 12, 24, 25]
-    assert read(root, "proc/irq/25/smp_affinity_list") == "3,280"
+    assert "stopped before the write it would have recorded; changed IRQs 1,4 (all journaled)" in str(caught.value)
+    assert [irq for irq, _ in faulty.attempts] == [1, 4, 8]  # 9 and 12 never written
+    assert read(root, "proc/irq/8/smp_affinity_list") == "3,280"
     monkeypatch.undo()
     assert runner.restore_all(KernelTree(root), Config(), JournalStore(str(tmp_path / "state")), False).exit_status == 0
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
 
 
 # -- the lock --------------------------------------------------------------------------------------
@@ -623,7 +637,7 @@ def test_deleting_the_state_dir_under_the_daemon_never_lets_two_writers_run(tree
 
     from conftest import REPO, run_process
 
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     state, metrics, log = str(tmp_path / "state"), str(tmp_path / "m.prom"), tmp_path / "daemon.log"
 
     def wait_until(check, what):
@@ -644,13 +658,13 @@ def test_deleting_the_state_dir_under_the_daemon_never_lets_two_writers_run(tree
         wait_until(lambda: os.path.exists(metrics), "the first pass")
         shutil.rmtree(state)
         intruder = StateDir(state).lock()  # a second writer re-creates the directory and holds it
-        write(root, "proc/irq/24/smp_affinity_list", "0-299\n")
+        write(root, "proc/irq/4/smp_affinity_list", "0-319\n")
         daemon.send_signal(signal.SIGUSR1)
         wait_until(lambda: "removed or replaced" in log.read_text(), "the refused pass")
-        assert read(root, "proc/irq/24/smp_affinity_list") == "0-299"  # the daemon wrote nothing
+        assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"  # the daemon wrote nothing
         intruder.close()
         daemon.send_signal(signal.SIGUSR1)
-        wait_until(lambda: read(root, "proc/irq/24/smp_affinity_list") == "0-254", "the pass after the re-lock")
+        wait_until(lambda: read(root, "proc/irq/4/smp_affinity_list") == "0-255", "the pass after the re-lock")
         second = run_process("apply", "--root", root, "--state-dir", state)
         assert second.returncode == 2 and "another irqagent apply, restore or run is active" in second.stderr
     finally:
@@ -664,10 +678,12 @@ class Crash(BaseException):
 
 @pytest.mark.parametrize("crash_after", [0, 1, 6, 11])
 def test_crash_during_restore_then_restore_recovers_everything(tree, tmp_path, crash_after):
-    root = tree("kvm-300-8bit")
+    root = tree(GUEST)
     pristine = {irq: read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in (1, 4, 24, 30)}
+    pristine_default = read(root, "proc/irq/default_smp_affinity")
     state = str(tmp_path / "state")
-    runner.apply(KernelTree(root), Config(), JournalStore(state))
+    assert runner.apply(KernelTree(root), parse_config(EXCLUDE), JournalStore(state)).writes == 13
+    assert {irq: read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in pristine} != pristine
     written = []
 
     class Dying(KernelTree):
@@ -682,6 +698,7 @@ def test_crash_during_restore_then_restore_recovers_everything(tree, tmp_path, c
     report = runner.restore_all(KernelTree(root), Config(), JournalStore(state), force=False)
     assert report.exit_status == 0 and JournalStore(state).load().empty
     assert {irq: read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in pristine} == pristine
+    assert read(root, "proc/irq/default_smp_affinity") == pristine_default
 
 
 def test_every_kind_of_restore_report_validates(tree, cli, tmp_path):
@@ -692,9 +709,9 @@ def test_every_kind_of_restore_report_validates(tree, cli, tmp_path):
     with open(os.path.join(os.path.dirname(irqagent.__file__), "schema", "report-1.json")) as handle:
         validator = jsonschema.Draft202012Validator(json.load(handle))
     root, state = applied(tree, tmp_path)
-    shutil.rmtree(os.path.join(root, "proc/irq/26"))  # an entry whose IRQ is gone
-    write(root, "proc/irq/25/smp_affinity_list", "7\n")  # changed since
-    other = tree("apic-255")  # another root
+    shutil.rmtree(os.path.join(root, "proc/irq/9"))  # an entry whose IRQ is gone
+    write(root, "proc/irq/8/smp_affinity_list", "7\n")  # changed since
+    other = tree(OTHER_GUEST)  # another root
     write(root, "proc/sys/kernel/random/boot_id", BOOT_B + "\n")  # an earlier boot
     for args in (
         ("--root", other),
