@@ -9,7 +9,7 @@ happens in a private network and mount namespace (unshare), and the uevents come
 that namespace's loopback device (`/sys/class/net/lo/uevent`, subsystem "net", which the
 daemon acts on): other listeners on the machine see none of them.  `--cpu-uevents`
 writes to /sys/devices/system/cpu/cpu0/uevent instead (seen by every listener).
-The daemon runs on a copy of the kvm-300-8bit fixture tree (`--root` to choose), so
+The daemon runs on a copy of the cloud-hypervisor-320 fixture tree (`--root` to choose), so
 nothing under the real /proc/irq is written.  Needs root.
 """
 
@@ -80,7 +80,7 @@ def measure(args) -> int:
         sys.path.insert(0, os.path.join(REPO, "tests"))
         from conftest import copy_fixture
 
-        copy_fixture("kvm-300-8bit", root)
+        copy_fixture("cloud-hypervisor-320", root)
     counter = PassCounter(os.path.join(work, "notify.sock"))
     log_path = os.path.join(work, "daemon.log")
     command = [sys.executable, "-m", "irqagent", "run", "--root", root, "--state-dir", os.path.join(work, "state")]
@@ -129,7 +129,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=5, help="length of the run (default 5)")
     parser.add_argument("--burst", type=int, default=2000, help="uevents per burst (default 2000)")
     parser.add_argument("--period", type=float, default=2, help="seconds between bursts (default 2)")
-    parser.add_argument("--root", help="tree the daemon works on (default: a copy of kvm-300-8bit)")
+    parser.add_argument("--root", help="tree the daemon works on (default: a copy of cloud-hypervisor-320)")
     parser.add_argument("--cpu-uevents", action="store_true", help=f"write to {CPU_UEVENT}, in no namespace")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -62,7 +62,7 @@ def test_promtool_accepts_a_daemons_metrics_with_write_failures(promtool, tree):
     from irqagent.render_prometheus import Counters, render_prometheus
     from irqagent.runner import audit
 
-    report = audit(KernelTree(tree("kvm-300-8bit")), Config())
+    report = audit(KernelTree(tree("cloud-hypervisor-320")), Config())
     counters = Counters(writes=40, failures={"EINVAL": 3, "ENOSPC": 1}, passes=7)
     text = render_prometheus(report, counters, checked=1764000000.5)
     assert 'irqagent_write_failures_total{errno="EINVAL"} 3\n' in text
@@ -97,7 +97,7 @@ def test_rules_use_only_metrics_the_agent_exports(tree, cli):
         used = set(re.findall(r"\birqagent_[a-z_]+", handle.read()))
     # the alert names are CamelCase; what remains are metric names
     exported = set(
-        re.findall(r"^# TYPE (\S+) ", cli("audit", "--root", tree("kvm-300-8bit"), "--format", "prometheus").out, re.M)
+        re.findall(r"^# TYPE (\S+) ", cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus").out, re.M)
     )
     assert {"irqagent_noncompliant_irqs", "irqagent_write_failures_total"} <= used
     assert used - exported <= PENDING, used - exported

@@ -182,9 +182,9 @@ echo irqh > "$ROOT/etc/hostname"
 
 # synthetic kernel trees for the write paths (the real /proc/irq stays read-only)
 HAVE_TREES=0
-if in_root /opt/irqagent/bin/python -m irqagent.devtools gen-tree /srv/irqtree --profile kvm-300-8bit 2>>"$RUN/gentree.log" \
-    && in_root /opt/irqagent/bin/python -m irqagent.devtools gen-tree /srv/irqtree-apply --profile kvm-300-8bit 2>>"$RUN/gentree.log" \
-    && in_root /opt/irqagent/bin/python -m irqagent.devtools gen-tree /srv/bigtree --cpus 300 --irqs 2000 2>>"$RUN/gentree.log"; then
+if in_root /opt/irqagent/bin/python -m irqagent.devtools gen-tree /srv/irqtree --profile cloud-hypervisor-320 2>>"$RUN/gentree.log" \
+    && in_root /opt/irqagent/bin/python -m irqagent.devtools gen-tree /srv/irqtree-apply --profile cloud-hypervisor-320 2>>"$RUN/gentree.log" \
+    && in_root /opt/irqagent/bin/python -m irqagent.devtools gen-tree /srv/bigtree --cpus 300 --irqs 2000 --ext-dest-id --dmi-vendor QEMU 2>>"$RUN/gentree.log"; then
     HAVE_TREES=1
 fi
 EXEC_START=$(sed -n 's/^ExecStart=//p' "$CHECKOUT/systemd/irqagent.service" | head -1)
@@ -261,8 +261,8 @@ wait_log() {  # wait_log SINCE TIMEOUT REGEX [journalctl args]: prints the epoch
     return 1
 }
 main_pid() { prop irqagent.service MainPID; }
-tamper() { E sh -c "echo 0-299 > /srv/irqtree/proc/irq/$1/smp_affinity_list"; }
-TAMPER_IRQ=25
+tamper() { E sh -c "echo 0-319 > /srv/irqtree/proc/irq/$1/smp_affinity_list"; }
+TAMPER_IRQ=4  # cloud-hypervisor-320: an IO-APIC IRQ (Cloud Hypervisor's IO-APIC reaches APIC IDs 0-255)
 
 # --- 1. as shipped, against the real (read-only) /proc/irq ----------------------------
 if [ "$(prop irqagent.service ActiveState)/$(prop irqagent.service SubState)" = active/running ]; then
