@@ -190,3 +190,20 @@ def make_facts(
         default_affinity_text=default_affinity,
         numa_nodes=numa_nodes or {},
     )
+
+
+def masks(root: str) -> dict:
+    """Every affinity the agent may write in a tree, as text (``"default"`` for the default mask)."""
+    found = {"default": read(root, "proc/irq/default_smp_affinity")}
+    for name in os.listdir(os.path.join(root, "proc/irq")):
+        if name.isdigit():
+            found[int(name)] = read(root, f"proc/irq/{name}/smp_affinity_list")
+    return found
+
+
+def reset(root: str, saved: dict) -> None:
+    """Put every mask of a tree back to ``saved`` (cheaper than copying the tree again)."""
+    for key, text in saved.items():
+        rel = "proc/irq/default_smp_affinity" if key == "default" else f"proc/irq/{key}/smp_affinity_list"
+        if read(root, rel) != text:
+            write(root, rel, text + "\n")

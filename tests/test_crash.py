@@ -25,7 +25,7 @@ from irqagent.devtools.profiles import K612, cloud_hypervisor_320
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
 
-from conftest import REPO, read, write
+from conftest import REPO, masks, read, reset
 
 TRIALS = 50
 # Every IRQ starts on 0-319.  The first apply moves each one and default_smp_affinity (IO-APIC 0-319 -> 32-255,
@@ -34,21 +34,6 @@ FIRST_CONFIG = '[policy]\nexclude_cpus = "0-31"\n'
 NEW_CONFIG = '[policy]\nexclude_cpus = "0-63"\n'
 
 pytestmark = pytest.mark.slow
-
-
-def masks(root):
-    found = {"default": read(root, "proc/irq/default_smp_affinity")}
-    for name in os.listdir(os.path.join(root, "proc/irq")):
-        if name.isdigit():
-            found[int(name)] = read(root, f"proc/irq/{name}/smp_affinity_list")
-    return found
-
-
-def reset(root, saved):
-    for key, text in saved.items():
-        rel = "proc/irq/default_smp_affinity" if key == "default" else f"proc/irq/{key}/smp_affinity_list"
-        if read(root, rel) != text:
-            write(root, rel, text + "\n")
 
 
 def first_written(root, before, after):

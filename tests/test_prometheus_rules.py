@@ -97,7 +97,9 @@ def test_rules_use_only_metrics_the_agent_exports(tree, cli):
         used = set(re.findall(r"\birqagent_[a-z_]+", handle.read()))
     # the alert names are CamelCase; what remains are metric names
     exported = set(
-        re.findall(r"^# TYPE (\S+) ", cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus").out, re.M)
+        re.findall(
+            r"^# TYPE (\S+) ", cli("audit", "--root", tree("cloud-hypervisor-320"), "--format", "prometheus").out, re.M
+        )
     )
     assert {"irqagent_noncompliant_irqs", "irqagent_write_failures_total"} <= used
     assert used - exported <= PENDING, used - exported

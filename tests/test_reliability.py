@@ -17,24 +17,7 @@ from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
 
-from conftest import IS_ROOT, REPO, read, write
-
-
-def masks(root):
-    """Every affinity the agent may write, as text."""
-    found = {"default": read(root, "proc/irq/default_smp_affinity")}
-    for name in os.listdir(os.path.join(root, "proc/irq")):
-        if name.isdigit():
-            found[int(name)] = read(root, f"proc/irq/{name}/smp_affinity_list")
-    return found
-
-
-def reset(root, saved):
-    """Put every mask of a tree back to ``saved`` (cheaper than copying the tree again)."""
-    for key, text in saved.items():
-        rel = "proc/irq/default_smp_affinity" if key == "default" else f"proc/irq/{key}/smp_affinity_list"
-        if read(root, rel) != text:
-            write(root, rel, text + "\n")
+from conftest import IS_ROOT, REPO, masks, read, reset, write
 
 
 # A 320-vCPU Cloud Hypervisor guest (15-bit MSIs, an 8-bit IO-APIC) whose operator keeps CPUs 300-319 free of
