@@ -14,13 +14,14 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.errors import ConfigError
+from irqagent.paths import DEFAULT_CONFIG
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
-DEFAULT_PATH = "/etc/irqagent/irqagent.toml"
+DEFAULT_PATH = DEFAULT_CONFIG
 DESTINATIONS = ("8bit", "15bit", "remapped", "hyperv-ir", "any", "none")
 POLICY_MODES = ("restrict", "spread")
 RULE_MATCH_KEYS = ("irq", "name", "chip", "device", "driver")

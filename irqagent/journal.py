@@ -25,7 +25,6 @@ from irqagent.errors import StateError
 SCHEMA = "irqagent.journal/1"
 FILENAME = "journal.json"
 LOCKNAME = "lock"
-DEFAULT_STATE_DIR = "/var/lib/irqagent"
 DEFAULT_AFFINITY_KEY = "default_smp_affinity"
 
 
