@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, Optional, TextIO
 
 from irqagent.config import Config, rules_need_driver
 from irqagent.controllers import Controller, build_controllers, chip_counts
 from irqagent.errors import StateError
-from irqagent.execute import Execution, apply_plan
 from irqagent.facts import Facts
 from irqagent.journal import EMPTY, Journal, JournalStore
 from irqagent.kernel import KernelTree
 from irqagent.plan import IrqRow, Plan, make_plan
 from irqagent.platform import Platform, decide_platform
 from irqagent.report import Report
-from irqagent.restore import restore
+
+if TYPE_CHECKING:  # the executor is imported by the commands that write, when they run
+    from irqagent.execute import Execution
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def apply(
     plan = model.plan
     if refused is not None:
         plan = replace(plan, rows=tuple(_not_again(row, refused) for row in plan.rows))
+    from irqagent.execute import apply_plan
+
     execution = apply_plan(plan, tree, store, journal, model.facts.topology)
     return _report("apply", model, started, execution)
 
@@ -123,5 +126,7 @@ def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bo
     started = time.monotonic()
     journal = store.load()
     model = build_model(read_facts(tree, config), config, EMPTY)
+    from irqagent.restore import restore
+
     result = restore(model.facts, list(model.plan.rows), tree, store, journal, force)
     return _report("restore", model, started, result, not_restored=result.not_restored)

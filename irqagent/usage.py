@@ -9,7 +9,6 @@ are built (``build_parser(commands=...)``): a run pays for one subcommand.
 from __future__ import annotations
 
 import argparse
-import difflib
 
 from irqagent import PROG, VERSION_TEXT
 from irqagent.errors import ExitStatus
@@ -283,7 +282,9 @@ def build_parser(commands: Sequence[str] = COMMAND_NAMES) -> _Parser:
     parser.add_argument("-h", "--help", action=_Help, help="show this help and exit")
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     # The commands are listed once, in the epilog (argparse's list would repeat them).
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, help=argparse.SUPPRESS)
+    subparsers = parser.add_subparsers(
+        prog=PROG, dest="command", metavar="COMMAND", parser_class=_Parser, help=argparse.SUPPRESS
+    )
     for name in COMMAND_NAMES:
         description, epilog, options = COMMANDS[name]
         sub = subparsers.add_parser(
@@ -304,6 +305,13 @@ def _no_command(parser: argparse.ArgumentParser) -> Stop:
     return Stop(ExitStatus.ERROR, err=f"{PROG}: error: no command given\n{_short_usage(parser)}")
 
 
+def _close_match(word: str, candidates: Sequence[str], cutoff: float) -> str | None:
+    import difflib  # only on a usage error
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def parse(argv: List[str]) -> argparse.Namespace:
     """The arguments of one run, or :class:`Stop` (help, version, usage error)."""
     command = argv[0] if argv and argv[0] in COMMAND_NAMES else None
@@ -311,8 +319,8 @@ def parse(argv: List[str]) -> argparse.Namespace:
     if not argv:
         raise _no_command(parser)
     if command is None and not argv[0].startswith("-"):
-        close = difflib.get_close_matches(argv[0], COMMAND_NAMES, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        close = _close_match(argv[0], COMMAND_NAMES, cutoff=0.6)
+        hint = f" (did you mean '{close}'?)" if close else ""
         raise Stop(ExitStatus.ERROR, err=f"{PROG}: error: unknown command '{argv[0]}'{hint}\n{_short_usage(parser)}")
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -324,9 +332,9 @@ def parse(argv: List[str]) -> argparse.Namespace:
             for option in action.option_strings
         ]
         unknown = [word.split("=", 1)[0] for word in extra if word.startswith("--")]
-        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.75) if unknown else []
+        close = _close_match(unknown[0], known, cutoff=0.75) if unknown else None
         if close:
-            message += f" (did you mean '{close[0]}'?)"
+            message += f" (did you mean '{close}'?)"
         raise usage_error(sub, message)
     if args.command is None:
         raise _no_command(parser)

@@ -112,14 +112,23 @@ def test_second_apply_writes_nothing(tree, tmp_path):
 def test_journal_is_written_before_the_first_write(tree, tmp_path):
     root = tree("kvm-300-8bit")
     state = tmp_path / "state"
+    seen = []  # (irq, what the journal on disk held for it when the write came)
 
     class Spy(KernelTree):
         def write_affinity(self, irq, text, filename="smp_affinity_list"):
-            journal = JournalStore(str(state)).load()
-            assert journal.entries[irq].original == "0-299"
+            entry = JournalStore(str(state)).load().entries.get(irq)
+            seen.append((irq, entry.original if entry else None))
             super().write_affinity(irq, text, filename)
 
+        def write_default_affinity(self, text):
+            entry = JournalStore(str(state)).load().default_affinity
+            seen.append(("default", entry.original if entry else None))
+            super().write_default_affinity(text)
+
     apply(Spy(root), state)
+    irqs = [1, 4, 8, 9, 12, 24, 25, 26, 27, 28, 29, 30]  # every IRQ of kvm-300-8bit, all on CPUs 0-299
+    expected = [(irq, "0-299") for irq in irqs] + [("default", "fff" + ",ffffffff" * 9)]
+    assert sorted(seen, key=repr) == sorted(expected, key=repr)  # each written once, journaled first
 
 
 def test_unjournalable_state_refuses_to_write(tree, tmp_path):

@@ -52,8 +52,7 @@ def test_every_family_parses_and_lints(tree, cli):
     assert result.code == 1
     types = lint(result.out)
     assert REQUIRED <= set(types)
-    families = {family.name: family for family in text_string_to_metric_families(result.out)}
-    value = {(f.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    value = samples(result.out)
     assert value[("irqagent_irqs", (("status", "managed"),))] == 2
     assert value[("irqagent_irqs", (("status", "would-change"),))] == 8
     assert value[("irqagent_noncompliant_irqs", ())] == 10 - 1
@@ -61,12 +60,36 @@ def test_every_family_parses_and_lints(tree, cli):
     assert value[("irqagent_ext_dest_id", ())] == 0
 
 
-def test_apply_counts_writes_and_failures(tree, cli):
-    root = tree("kvm-300-8bit")
-    write(root, "proc/irq/24/smp_affinity_list", "zz\n")
-    result = cli("apply", "--root", root, "--format", "prometheus")
-    lint(result.out)
-    assert "irqagent_writes_total 12\n" in result.out  # 11 IRQs + default_smp_affinity
+def samples(text):
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_apply_counts_writes_and_failures(tree, tmp_path):
+    """kvm-300-8bit: 12 IRQs and default_smp_affinity to write; the kernel refuses IRQs 25 and 26 (EINVAL)
+    and 27 (ENOSPC, also on the retry): 10 writes, failures by errno."""
+    import errno
+
+    from irqagent import runner
+    from irqagent.config import Config
+    from irqagent.journal import JournalStore
+    from irqagent.render_prometheus import render_prometheus
+
+    from test_execute import FaultyTree
+
+    faults = {25: errno.EINVAL, 26: errno.EINVAL, 27: errno.ENOSPC}
+    report = runner.apply(FaultyTree(tree("kvm-300-8bit"), faults=faults), Config(), JournalStore(str(tmp_path / "s")))
+    text = render_prometheus(report)
+    lint(text)
+    value = samples(text)
+    assert value[("irqagent_writes_total", ())] == 10
+    failures = {labels: v for (name, labels), v in value.items() if name == "irqagent_write_failures_total"}
+    assert failures == {(("errno", "EINVAL"),): 2, (("errno", "ENOSPC"),): 1}
+    assert value[("irqagent_irqs", (("status", "failed"),))] == 3
+    assert value[("irqagent_irqs", (("status", "changed"),))] == 9
 
 
 def test_label_values_are_escaped(tree, cli):

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Start-up cost of the CLI against the interpreter's own: ``python3 -c pass``,
+``irqagent --version`` and ``irqagent audit`` (of this machine by default), run side by
+side (one of each per round, so that load on the machine hits all three alike), and the
+minimum of N runs of each, which is the cost without interference.
+
+    python3 benchmarks/startup.py [--runs 20] [--root /] [--python /usr/bin/python3]
+
+The checkout is byte-compiled first (an installed package is; with
+``PYTHONDONTWRITEBYTECODE`` set, every run would otherwise compile the sources again).
+Targets (issue #15): ``--version`` at most 2x and the audit at most 4x the time of
+``python3 -c pass``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = {"version": 2.0, "audit": 4.0}
+
+
+def wall_time(command, env) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - started
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"{shlex.join(command)}: exit {result.returncode}: {result.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="runs of each command (default 20)")
+    parser.add_argument("--root", default="/", help="root of the audit (default /, this machine)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter (default: the one running this)")
+    options = parser.parse_args()
+
+    compileall.compile_dir(os.path.join(REPO, "irqagent"), quiet=1)
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as state:
+        commands = {
+            "pass": [options.python, "-c", "pass"],
+            "version": [options.python, "-m", "irqagent", "--version"],
+            # an empty state directory: the audit reads no journal (as on a machine never applied)
+            "audit": [options.python, "-m", "irqagent", "audit", "--root", options.root, "--state-dir", state],
+        }
+        for command in commands.values():  # warm the page cache
+            wall_time(command, env)
+        best = {name: float("inf") for name in commands}
+        for _ in range(options.runs):
+            for name, command in commands.items():
+                best[name] = min(best[name], wall_time(command, env))
+
+    python = subprocess.run([options.python, "-V"], capture_output=True, text=True).stdout.strip()
+    print(f"$ python3 benchmarks/startup.py {shlex.join(sys.argv[1:])}".rstrip())
+    print(f"{python}, {platform.machine()}, {os.cpu_count()} CPUs, minimum of {options.runs} runs each, side by side")
+    print(f"{'command':<58} {'ms':>7} {'ratio':>6} {'target':>7}")
+    base = best["pass"]
+    failed = []
+    for name, command in commands.items():
+        shown = shlex.join(["python3" if word == options.python else word for word in command])
+        if name == "audit":
+            shown = shown.replace(commands["audit"][-1], "EMPTY")
+        ratio = best[name] / base
+        target = TARGETS.get(name)
+        mark = ""
+        if target is not None:
+            mark = f"<= {target:g}x" + ("" if ratio <= target else " (!)")
+            if ratio > target:
+                failed.append(name)
+        print(f"{shown:<58} {best[name] * 1000:7.1f} {ratio:6.2f} {mark:>7}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
