@@ -5,7 +5,6 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import write
 
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 REQUIRED = {
