@@ -229,9 +229,9 @@ class Daemon:
         if not self.settings.uevents:
             return None
         try:
-            from pyroute2.netlink.uevent import UeventSocket
+            from irqagent.uevents import uevent_socket_class
 
-            sock = UeventSocket()
+            sock = uevent_socket_class()()
             sock.bind()
             return sock
         except Exception as exc:  # noqa: BLE001 - netlink may be unavailable (container, not Linux)
