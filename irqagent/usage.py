@@ -230,7 +230,11 @@ COMMANDS: Dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
         "Read the guest's CPUs, controllers and IRQs and report, per IRQ, whether its\n"
         "affinity holds CPUs its controller cannot reach and what 'apply' would write.\n"
         "Never writes anything under the root or in the state directory.",
-        EXIT_TEXT,
+        "examples:\n"
+        "  irqagent audit                        this machine, a text report\n"
+        "  irqagent audit -q                     only the summary line\n"
+        "  irqagent audit --root SNAPSHOT_DIR    a snapshot taken elsewhere\n"
+        "  irqagent audit --format json --output /run/irqagent.json\n\n" + EXIT_TEXT,
         _audit,
     ),
     "apply": (
@@ -239,14 +243,19 @@ COMMANDS: Dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
         "left), read it back, and report per IRQ. Originals are journaled under\n"
         "--state-dir before the first write; 'irqagent restore' puts them back.\n"
         "A second apply on an unchanged system writes nothing.",
-        EXIT_TEXT,
+        "examples:\n"
+        "  irqagent apply --dry-run              what would be written\n"
+        "  irqagent apply -q                     fix, print the summary line\n"
+        "  irqagent apply --format json --output /run/irqagent.json\n\n" + EXIT_TEXT,
         _apply,
     ),
     "restore": (
         "For every IRQ in the journal that still holds what irqagent wrote, write back\n"
         "its original mask. IRQs changed by someone else since (or now owned by another\n"
         "device) are reported and kept in the journal unless --force.",
-        EXIT_TEXT,
+        "examples:\n"
+        "  irqagent restore                      undo what apply changed\n"
+        "  irqagent restore --force              also IRQs changed by someone else since\n\n" + EXIT_TEXT,
         _restore,
     ),
     "run": (
@@ -263,7 +272,7 @@ COMMANDS: Dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
         "MSI links, CPUID leaves as text) into DIR, keeping their modes, so that\n"
         "'irqagent audit --root DIR' on any machine reproduces this audit. Pack it with\n"
         "'tar -C DIR -czf guest.tar.gz .' to attach it to a bug report.",
-        SNAPSHOT_EXIT_TEXT,
+        "example:\n  irqagent snapshot /tmp/snap && tar -C /tmp/snap -czf guest.tar.gz .\n\n" + SNAPSHOT_EXIT_TEXT,
         _snapshot,
     ),
 }
