@@ -1,9 +1,10 @@
 """Command line: argument parsing, output files, exit statuses.
 
-``main(argv, env)`` never raises: every failure becomes one line on stderr and an
-exit status (``usage.EXIT_TEXT``).  ``Environment`` carries the streams and variables:
-everything the CLI prints — reports, errors, usage, ``--help``, ``--version`` — goes
-through it, so tests run the real CLI in-process.
+``main(argv, env)`` never raises: every failure becomes one ``irqagent: error:`` line
+on stderr (then the usage, for a usage error) and an exit status (``usage.EXIT_TEXT``).
+``Environment`` carries the streams and variables: everything the CLI prints —
+reports, errors, usage, ``--help``, ``--version`` — goes through it, so tests run the
+real CLI in-process.
 
 Start-up cost matters (``irqagent --version`` and audits are run by scripts and
 monitoring): this module imports almost nothing; the grammar (``usage``, argparse) is
@@ -22,6 +23,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from argparse import Namespace
     from typing import Callable, Dict, List, Mapping, Optional, TextIO
+
+    from irqagent.config import Config
+    from irqagent.report import Report
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE, what shells report for a writer whose reader went away
@@ -49,14 +53,14 @@ class Environment:
 # -- the commands ----------------------------------------------------------------------------
 
 
-def _load_config(args: Namespace):
+def _load_config(args: Namespace) -> Config:
     from irqagent.config import load_config
 
     path = getattr(args, "config", None)
     return load_config(path, explicit=path is not None)
 
 
-def _emit(report, args: Namespace, env: Environment) -> None:
+def _emit(report: Report, args: Namespace, env: Environment) -> None:
     fmt = getattr(args, "format", "text")
     if fmt == "json":
         import json

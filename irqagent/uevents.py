@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Any
 
 PACKAGE = "pyroute2"
 
 
-def uevent_socket_class() -> type:
+def uevent_socket_class() -> Any:
     """``UeventSocket``, imported as cheaply as the installed pyroute2 allows."""
     if PACKAGE not in sys.modules:
         try:
             return _without_package_init()
         except Exception:  # noqa: BLE001 - another layout: pay for the whole package below
             pass
-    from pyroute2.netlink.uevent import UeventSocket
+    from pyroute2.netlink.uevent import UeventSocket  # type: ignore[import-untyped]
 
     return UeventSocket
 
 
-def _without_package_init() -> type:
+def _without_package_init() -> Any:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or spec.submodule_search_locations is None:
         raise ImportError(f"{PACKAGE} is not an installed package")

@@ -16,7 +16,7 @@ from irqagent.paths import DEFAULT_CONFIG, DEFAULT_STATE_DIR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Sequence
+    from typing import Any, Callable, Dict, List, NoReturn, Sequence
 
 FORMATS = ("text", "json", "prometheus", "irqbalance-banned")
 FORMAT_HELP = {
@@ -107,31 +107,50 @@ def usage_error(parser: argparse.ArgumentParser, message: str) -> Stop:
 class _Parser(argparse.ArgumentParser):
     """argparse that prints nothing itself: help, version and usage errors become ``Stop``."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands: Dict[str, argparse.ArgumentParser] = {}  # the main parser's subcommand parsers
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise usage_error(self, message)
 
-    def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise Stop(status, err=message or "")
 
 
-class _Help(argparse.Action):
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+class _Answer(argparse.Action):
+    """An option that answers on stdout and ends the run with status 0 (``--help``, ``--version``)."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str = argparse.SUPPRESS,
+        default: Any = argparse.SUPPRESS,
+        help: str | None = None,
+    ) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        raise Stop(ExitStatus.OK, out=parser.format_help())
+    def answer(self, parser: argparse.ArgumentParser) -> str:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        raise Stop(ExitStatus.OK, out=self.answer(parser))
 
 
-class _Version(argparse.Action):
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+class _Help(_Answer):
+    def answer(self, parser: argparse.ArgumentParser) -> str:
+        return parser.format_help()
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        raise Stop(ExitStatus.OK, out=VERSION_TEXT)
+
+class _Version(_Answer):
+    def answer(self, parser: argparse.ArgumentParser) -> str:
+        return VERSION_TEXT
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
