@@ -21,6 +21,7 @@ from typing import Mapping, Optional
 
 from irqagent import cpumask
 from irqagent.errors import StateError
+from irqagent.paths import DEFAULT_STATE_DIR  # noqa: F401 - the default lives in paths; kept importable here
 
 SCHEMA = "irqagent.journal/1"
 FILENAME = "journal.json"
