@@ -277,3 +277,22 @@ def test_audit_imports_no_executor_nor_other_formats(tree):
     for module in ("execute", "restore", "daemon", "render_prometheus", "snapshot", "notify", "output"):
         assert f"irqagent.{module}" not in loaded, module
     assert {"irqagent.runner", "irqagent.render_text", "irqagent.usage"} <= loaded
+
+
+def test_startup_benchmark_prints_its_table(tree):
+    """benchmarks/startup.py runs (one round, on a fixture) and prints the command that made it."""
+    root = tree("live-kvm-2cpu")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/startup.py", "--runs", "1", "--root", root],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr  # 1: a target missed on this (loaded) machine
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"$ python3 benchmarks/startup.py --runs 1 --root {root}"
+    rows = {line.split("  ")[0]: line.split() for line in lines[3:]}
+    assert set(rows) == {"python3 -c pass", "irqagent --version", f"irqagent audit --root {root} --state-dir EMPTY"}
+    assert rows["python3 -c pass"][-1] == "1.00"  # the ratios are to the bare interpreter
+    assert rows["irqagent --version"][-2:] == ["<=", "2x"] or rows["irqagent --version"][-3:] == ["<=", "2x", "(!)"]
