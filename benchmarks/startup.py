@@ -38,6 +38,10 @@ if __name__ == '__main__':
     sys.exit(main())
 """
 TARGETS = {"version": 2.0, "audit": 4.0}
+LABELS = {
+    "uevents": "daemon's uevent socket: irqagent.uevents",
+    "pyroute2": "the same by import pyroute2.netlink.uevent",
+}
 
 
 def wall_time(command, env) -> float:
@@ -67,6 +71,13 @@ def main() -> int:
             "pass": [options.python, "-c", "pass"],
             "version": [options.python, script, "--version"],
             "audit": [options.python, script, "audit", "--root", options.root, "--state-dir", state],
+            # what the daemon pays for kernel uevents, against the plain import of the same class
+            "uevents": [
+                options.python,
+                "-c",
+                "from irqagent.uevents import uevent_socket_class; uevent_socket_class()",
+            ],
+            "pyroute2": [options.python, "-c", "from pyroute2.netlink.uevent import UeventSocket"],
         }
         for command in commands.values():  # warm the page cache
             wall_time(command, env)
@@ -76,15 +87,21 @@ def main() -> int:
                 best[name] = min(best[name], wall_time(command, env))
 
     python = subprocess.run([options.python, "-V"], capture_output=True, text=True).stdout.strip()
+    pyroute2 = subprocess.run(
+        [options.python, "-c", "from importlib.metadata import version; print(version('pyroute2'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     print(f"$ python3 benchmarks/startup.py {shlex.join(sys.argv[1:])}".rstrip())
-    print(f"{python}, {platform.machine()}, {os.cpu_count()} CPUs, minimum of {options.runs} runs each, side by side")
+    print(f"{python}, pyroute2 {pyroute2}, {platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"minimum of {options.runs} runs each, side by side")
     print(f"{'command':<52} {'ms':>7} {'ratio':>6} {'target':>7}")
     base = best["pass"]
     failed = []
     for name, command in commands.items():
         names = {options.python: "python3", script: "irqagent", state: "EMPTY"}
         words = [names.get(word, word) for word in command]
-        shown = shlex.join(words if name == "pass" else words[1:])
+        shown = LABELS.get(name) or shlex.join(words[1:] if words[1] == "irqagent" else words)
         ratio = best[name] / base
         target = TARGETS.get(name)
         mark = ""
