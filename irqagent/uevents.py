@@ -3,7 +3,8 @@
 The daemon uses one class, ``pyroute2.netlink.uevent.UeventSocket`` (the same path in
 pyroute2 0.7.x — Debian 12's python3-pyroute2 0.7.2 — and 0.9.x).  But importing any
 submodule first runs ``pyroute2/__init__.py``, which loads the whole library (IPRoute,
-NDB, IPDB, conntrack, nftables, psutil...): about 90 ms with 0.9.7 and 200 ms with 0.7.2.
+NDB, IPDB, conntrack, nftables, psutil...): about 110 ms, against 30-45 ms for the uevent
+module and what it needs (``benchmarks/startup.py``, pyroute2 0.7.2 and 0.9.7).
 So the submodule is imported under a bare ``pyroute2`` package whose ``__init__`` is not
 run — the submodules need only their own imports — and the bare package is dropped from
 ``sys.modules`` afterwards, so a later ``import pyroute2`` gets the real one.  Should a
