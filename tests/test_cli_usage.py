@@ -255,7 +255,7 @@ def test_sigint_to_a_real_process_exits_130(tree):
     assert (out, err) == ("", "irqagent: interrupted\n")
 
 
-def test_version_is_fast_enough_to_call_from_scripts():
+def test_version_imports_neither_argparse_nor_the_program():
     """``--version`` is answered without importing the program (see benchmarks/startup.py)."""
     code = (
         "import sys\nfrom irqagent.cli import main\nmain(['--version'])\n"
