@@ -16,13 +16,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask, trust
 from irqagent.errors import ConfigError
+from irqagent.paths import DEFAULT_CONFIG
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
-
-DEFAULT_PATH = "/etc/irqagent/irqagent.toml"
+DEFAULT_PATH = DEFAULT_CONFIG
 CONFIG_ENV = "IRQAGENT_CONFIG"  # overrides DEFAULT_PATH (tests, containers); --config overrides both
 DESTINATIONS = ("8bit", "15bit", "remapped", "hyperv-ir", "any", "none")
 POLICY_MODES = ("restrict", "spread")
@@ -203,6 +199,10 @@ def _kind_names(kinds) -> str:
 def parse_config(text: str, path: Optional[str] = None) -> Config:
     """Validate TOML text; raise ConfigError naming the file, key and reason."""
     label = path or "config"
+    if sys.version_info >= (3, 11):  # imported here: a run without a config file never pays for it
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

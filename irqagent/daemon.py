@@ -298,9 +298,9 @@ class Daemon:
         if not self.settings.uevents:
             return None
         try:
-            from pyroute2.netlink.uevent import UeventSocket
+            from irqagent.uevents import uevent_socket_class
 
-            opened = UeventSocket()
+            opened = uevent_socket_class()()
             try:
                 opened.bind()
                 sock = socket.socket(fileno=os.dup(opened.fileno()))

@@ -39,12 +39,12 @@ from typing import Dict, Mapping, Optional, Union
 from irqagent import cpumask, trust
 from irqagent.errors import StateError
 from irqagent.kernel import BOOT_ID_FORM
+from irqagent.paths import DEFAULT_STATE_DIR  # noqa: F401 - the default lives in paths; kept importable here
 
 SCHEMA = "irqagent.journal/2"
 FILENAME = "journal.json"
 LOCKNAME = "lock"  # holds the writer's PID, for the message a second writer prints
 TEMP_PREFIX = ".journal."
-DEFAULT_STATE_DIR = "/var/lib/irqagent"
 DEFAULT_AFFINITY_KEY = "default_smp_affinity"
 IRQ_FILES = ("smp_affinity_list", "smp_affinity")
 

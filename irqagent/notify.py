@@ -21,10 +21,6 @@ class Notifier:
     def from_environ(cls, environ: Mapping[str, str]) -> "Notifier":
         return cls(environ.get("NOTIFY_SOCKET"))
 
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
     def send(self, *assignments: str) -> bool:
         """Send ``KEY=value`` lines; True when delivered.  Never raises."""
         if self.address is None:

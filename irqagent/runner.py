@@ -6,12 +6,11 @@ import os
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, Optional, TextIO
 
 from irqagent.config import Config, rules_need_driver
 from irqagent.controllers import Controller, build_controllers, chip_counts
 from irqagent.errors import StateError
-from irqagent.execute import Execution, UnrecordedWrites, apply_plan
 from irqagent.facts import Facts
 from irqagent.journal import EMPTY, Journal, JournalStore, Scope, fresh, scope_of
 from irqagent.kernel import KernelTree
@@ -19,8 +18,10 @@ from irqagent.plan import IrqRow, Plan, make_plan
 from irqagent.platform import Platform, decide_platform
 from irqagent.refused import Refusal, decide_refusals
 from irqagent.report import Report
-from irqagent.restore import restore
 from irqagent.topology import known_apic_ids, offline_cpus
+
+if TYPE_CHECKING:  # the executor is imported by the commands that write, when they run
+    from irqagent.execute import Execution
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def apply(
     plan = model.plan
     if refused is not None:
         plan = replace(plan, rows=tuple(_not_again(row, refused) for row in plan.rows))
+    from irqagent.execute import UnrecordedWrites, apply_plan
+
     _remove_stray_temps(tree, store, model.facts)
     try:
         execution = apply_plan(plan, tree, store, journal, model.facts.topology)
@@ -193,6 +196,8 @@ def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bo
     started = time.monotonic()
     journal = store.load()
     model = build_model(read_facts(tree, config), config, EMPTY)
+    from irqagent.restore import restore
+
     if not dry_run:
         _remove_stray_temps(tree, store, model.facts)
     result = restore(model.facts, list(model.plan.rows), tree, store, journal, scope_of(tree), force, dry_run)

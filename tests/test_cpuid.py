@@ -152,11 +152,24 @@ def test_collect_asks_only_what_decode_needs():
 
 
 @given(st.binary(max_size=64))
-def test_text_parser_fails_cleanly(data):
+def test_text_parser_gives_32_bit_leaves_or_names_the_line(data):
+    text = data.decode("utf-8", "replace")
     try:
-        cpuid.parse_text(data.decode("utf-8", "replace"))
-    except cpuid.CpuidFormatError:
-        pass
+        leaves = cpuid.parse_text(text)
+    except cpuid.CpuidFormatError as exc:
+        assert str(exc).startswith("line ") and "\n" not in str(exc)
+        return
+    assert all(0 <= value < 1 << 32 for key, regs in leaves.items() for value in key + tuple(regs))
+    assert cpuid.parse_text(cpuid.format_text(leaves)) == {k: v for k, v in leaves.items() if any(v)}
+
+
+leaf_values = st.integers(0, (1 << 32) - 1)
+
+
+@given(st.dictionaries(st.tuples(leaf_values, leaf_values), st.tuples(*[leaf_values] * 4), max_size=8))
+def test_text_form_round_trips(leaves):
+    """What snapshot writes, audit reads back: every non-zero leaf, exactly."""
+    assert cpuid.parse_text(cpuid.format_text(leaves, header="a\nb")) == {k: v for k, v in leaves.items() if any(v)}
 
 
 @given(st.binary(max_size=40))

@@ -118,12 +118,16 @@ def test_iter_cpus_is_sorted_set(cpus):
 
 
 @given(st.text(max_size=40))
-def test_parsers_fail_cleanly_on_any_text(text):
-    for parse in (cpumask.parse_cpulist, cpumask.parse_hexmask):
+def test_parsers_give_a_mask_within_nr_cpus_or_a_one_line_error(text):
+    for parse, fmt in ((cpumask.parse_cpulist, cpumask.format_cpulist), (cpumask.parse_hexmask, None)):
         try:
-            parse(text, 64)
-        except CpumaskError:
-            pass
+            mask = parse(text, 64)
+        except CpumaskError as exc:
+            assert "\n" not in str(exc)
+            continue
+        assert 0 <= mask < 1 << 64  # no CPU at or beyond nr_cpu_ids
+        if fmt is not None:
+            assert parse(fmt(mask), 64) == mask
 
 
 def test_mask_file_forms():

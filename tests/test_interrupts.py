@@ -44,8 +44,35 @@ def test_bad_header(text):
 
 
 @given(st.text(max_size=300))
-def test_any_text_fails_cleanly(text):
+def test_any_text_gives_its_own_irq_lines_or_a_one_line_error(text):
     try:
-        parse_interrupts(text)
-    except InterruptsFormatError:
-        pass
+        table = parse_interrupts(text)
+    except InterruptsFormatError as exc:
+        assert "\n" not in str(exc)
+        return
+    labels = [line.split(":", 1)[0].strip() for line in text.splitlines()[1:] if ":" in line]
+    for irq, (chip, name) in table.items():
+        assert str(irq) in labels or any(label.isdigit() and int(label) == irq for label in labels)
+        assert chip in text and name in text and "\n" not in chip + name
+
+
+words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-@", min_size=1, max_size=12)
+
+
+@given(
+    st.dictionaries(
+        st.integers(0, 5000),
+        st.tuples(st.sampled_from(["IO-APIC", "PCI-MSI", "PCI-MSIX-0000:00:05.0", "xen-dyn"]), words),
+        min_size=1,
+        max_size=20,
+    ),
+    st.integers(1, 4),
+)
+def test_any_table_in_the_kernel_layout_parses_back(irqs, cpus):
+    """A /proc/interrupts in the layout of kernel/irq/proc.c (counts per CPU, chip, hwirq-type, names)."""
+    lines = ["      " + "".join(f"CPU{cpu:<8}" for cpu in range(cpus))]
+    for irq, (chip, name) in sorted(irqs.items()):
+        counts = "".join(f"{irq * 7 + cpu:>11}" for cpu in range(cpus))
+        lines.append(f"{irq:>4}:{counts}  {chip:>8}  {irq}-edge      {name}")
+    lines.append(" NMI:" + "".join(f"{0:>11}" for _ in range(cpus)) + "   Non-maskable interrupts")
+    assert parse_interrupts("\n".join(lines) + "\n") == irqs

@@ -1,5 +1,10 @@
 """Policies end to end on fixture trees: spread, exclusions, rules of every kind, irqbalance."""
 
+import os
+import shutil
+import subprocess
+import time
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -125,10 +130,38 @@ def test_irqbalance_warning_only_when_spreading_on_the_live_root(monkeypatch):
     assert irqbalance_warning(parse_config(""), "/") is None
 
 
-def test_irqbalance_running_uses_psutil():
+def _names_running(name):
+    """PIDs whose /proc/PID/comm is ``name`` (read here, independently of psutil)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                if handle.read().strip() == name:
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def test_irqbalance_running_sees_a_process_named_irqbalance(tmp_path):
+    """A real process whose name is irqbalance (a copy of sleep) is seen; once it is gone, it is not."""
     from irqagent.irqbalance import irqbalance_running
 
-    assert irqbalance_running() in (True, False)
+    if _names_running("irqbalance"):
+        pytest.skip("irqbalance really runs on this machine")
+    fake = tmp_path / "irqbalance"
+    shutil.copy(shutil.which("sleep"), fake)
+    process = subprocess.Popen([str(fake), "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while not _names_running("irqbalance") and time.monotonic() < deadline:
+            time.sleep(0.01)  # Popen may return before the kernel renamed the child
+        assert _names_running("irqbalance") == [process.pid]  # the oracle agrees that it runs
+        assert irqbalance_running() is True
+    finally:
+        process.kill()
+        process.wait()
+    assert irqbalance_running() is False
 
 
 @pytest.mark.parametrize("mode", ["restrict", "spread"])

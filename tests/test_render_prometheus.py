@@ -5,7 +5,6 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import write
 
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 REQUIRED = {
@@ -101,13 +100,29 @@ def test_hot_plug_slots_beyond_the_limit_are_their_own_gauge(tree, cli):
     assert (value[("irqagent_refused_cpus", ())], value[("irqagent_refused_cpu_slots", ())]) == (0, 44)
 
 
-def test_apply_counts_writes_and_failures(tree, cli):
+def test_apply_counts_writes_and_failures(tree, tmp_path):
+    """cloud-hypervisor-320: the 5 IO-APIC IRQs to write; the kernel refuses IRQs 1 and 4 (EINVAL) and
+    8 (ENOSPC: 0-255 is every allowed CPU, so no larger set to retry on): 2 writes, failures by errno."""
+    import errno
+
+    from irqagent import runner
+    from irqagent.config import Config
+    from irqagent.journal import JournalStore
+    from irqagent.render_prometheus import render_prometheus
+
+    from test_execute import FaultyTree
+
+    faults = {1: errno.EINVAL, 4: errno.EINVAL, 8: errno.ENOSPC}
     root = tree("cloud-hypervisor-320")
-    write(root, "proc/irq/4/smp_affinity_list", "zz\n")
-    result = cli("apply", "--root", root, "--format", "prometheus")
-    lint(result.out)
-    assert "irqagent_writes_total 4\n" in result.out  # IO-APIC IRQs 1, 8, 9, 12; the MSIs comply
-    assert samples(result.out)[("irqagent_irqs", (("status", "failed"),))] == 1
+    report = runner.apply(FaultyTree(root, faults=faults), Config(), JournalStore(str(tmp_path / "s")))
+    text = render_prometheus(report)
+    lint(text)
+    value = samples(text)
+    assert value[("irqagent_writes", ())] == 2  # samples() keys counters by family name (no _total)
+    failures = {labels: v for (name, labels), v in value.items() if name == "irqagent_write_failures"}
+    assert failures == {(("errno", "EINVAL"),): 2, (("errno", "ENOSPC"),): 1}
+    assert value[("irqagent_irqs", (("status", "failed"),))] == 3
+    assert value[("irqagent_irqs", (("status", "changed"),))] == 2
 
 
 def test_label_values_are_escaped(tree, cli):

@@ -104,11 +104,15 @@ def test_any_cpuinfo_text_gives_a_clean_error_or_a_map(text):
 
 
 @given(st.binary(max_size=200))
-def test_binary_garbage(data):
+def test_binary_garbage_gives_a_consistent_topology_or_one_line(data):
     try:
-        build_topology(data.decode("utf-8", "replace"), None, None)
-    except InputError:
-        pass
+        topology = build_topology(data.decode("utf-8", "replace"), None, None)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    # every online CPU has an APIC ID, and every CPU is below nr_cpu_ids and possible
+    assert set(topology.apic_ids) == {cpu for cpu in range(topology.nr_cpu_ids) if (topology.online >> cpu) & 1}
+    assert topology.online & ~topology.possible == 0 and topology.possible < 1 << topology.nr_cpu_ids
 
 
 # -- the MADT's offline vCPUs ----------------------------------------------------------------------
