@@ -18,7 +18,6 @@ import sys
 
 from irqagent import PROG, VERSION_TEXT
 from irqagent.errors import ExitStatus, IrqagentError
-from irqagent.paths import DEFAULT_STATE_DIR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,6 +96,8 @@ def _check_root(root: str) -> None:
 def state_dir_of(args: Namespace, required: bool) -> Optional[str]:
     """``--state-dir``, or the default for the live root.  Another root has no default:
     its journal must not land in (or be read from) the live machine's."""
+    from irqagent.paths import DEFAULT_STATE_DIR
+
     if args.state_dir:
         return str(args.state_dir)
     if os.path.realpath(args.root) == "/":

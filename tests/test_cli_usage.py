@@ -166,7 +166,7 @@ def test_broken_pipe_exits_141_quietly_and_leaves_sys_stdout_alone(tree):
 
     before = sys.stdout
     code = main(
-        ["audit", "--root", tree("apic-255"), "--state-dir", "/nonexistent"], Environment(Closed(), io.StringIO(), {})
+        ["audit", "--root", tree("qemu-kvm-256"), "--state-dir", "/nonexistent"], Environment(Closed(), io.StringIO(), {})
     )
     assert code == 141 and sys.stdout is before
 
@@ -184,7 +184,7 @@ def test_broken_pipe_in_a_real_process(tree):
                 "audit",
                 "-v",
                 "--root",
-                tree("kvm-300-8bit"),
+                tree("cloud-hypervisor-320"),
                 "--state-dir",
                 "/nonexistent",
             ],
@@ -205,7 +205,7 @@ def test_ctrl_c_in_the_middle_of_apply_exits_130_and_restore_undoes_it(tree, tmp
     IRQ written so far, so restore brings all of them back."""
     from irqagent.kernel import KernelTree
 
-    root = tree("kvm-300-8bit")
+    root = tree("cloud-hypervisor-320")
     state = str(tmp_path / "state")
     writes = []
     real_write = KernelTree.write_affinity
@@ -220,10 +220,11 @@ def test_ctrl_c_in_the_middle_of_apply_exits_130_and_restore_undoes_it(tree, tmp
     code, out, err = run("apply", "--root", root, "--state-dir", state)
     assert code == 130 and out == ""
     assert err.startswith("irqagent: interrupted") and "irqagent restore" in err and len(err.splitlines()) == 1
-    assert [read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in writes] == ["0-254"] * 3
+    # cloud-hypervisor-320: its IO-APIC IRQs go from 0-319 to 0-255 (Cloud Hypervisor's IO-APIC is 8-bit)
+    assert [read(root, f"proc/irq/{irq}/smp_affinity_list") for irq in writes] == ["0-255"] * 3
     monkeypatch.setattr(KernelTree, "write_affinity", real_write)
     assert run("restore", "--root", root, "--state-dir", state)[0] == 0
-    assert all(read(root, f"proc/irq/{irq}/smp_affinity_list") == "0-299" for irq in writes)
+    assert all(read(root, f"proc/irq/{irq}/smp_affinity_list") == "0-319" for irq in writes)
 
 
 def test_sigint_to_a_real_process_exits_130(tree):
@@ -239,7 +240,7 @@ def test_sigint_to_a_real_process_exits_130(tree):
         "sys.exit(main())\n"
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "audit", "--root", tree("apic-255"), "--state-dir", "/nonexistent"],
+        [sys.executable, "-c", code, "audit", "--root", tree("qemu-kvm-256"), "--state-dir", "/nonexistent"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -268,7 +269,7 @@ def test_version_imports_neither_argparse_nor_the_program():
 def test_audit_imports_no_executor_nor_other_formats(tree):
     code = (
         "import sys, io\nfrom irqagent.cli import main, Environment\n"
-        f"main(['audit', '--root', {tree('apic-255')!r}, '--state-dir', '/nonexistent'],"
+        f"main(['audit', '--root', {tree('qemu-kvm-256')!r}, '--state-dir', '/nonexistent'],"
         " Environment(io.StringIO(), io.StringIO(), {}))\n"
         "print(sorted(m for m in sys.modules if m.startswith('irqagent')))"
     )
