@@ -165,9 +165,8 @@ def test_broken_pipe_exits_141_quietly_and_leaves_sys_stdout_alone(tree):
             raise BrokenPipeError(32, "Broken pipe")
 
     before = sys.stdout
-    code = main(
-        ["audit", "--root", tree("qemu-kvm-256"), "--state-dir", "/nonexistent"], Environment(Closed(), io.StringIO(), {})
-    )
+    argv = ["audit", "--root", tree("qemu-kvm-256"), "--state-dir", "/nonexistent"]
+    code = main(argv, Environment(Closed(), io.StringIO(), {}))
     assert code == 141 and sys.stdout is before
 
 
