@@ -73,6 +73,15 @@ def test_snapshot_copies_the_madt_byte_for_byte_and_the_dmi(tree, tmp_path):
     assert open(f"{dest}/dev/cpu/0/msr").read().splitlines()[-1] == "0x1b 0x00000000fee00d00"
 
 
+def test_snapshot_keeps_the_boot_id_of_a_real_capture(real_guest, tmp_path):
+    root = real_guest("R2")  # captured with proc/sys/kernel/random/boot_id
+    dest = str(tmp_path / "snap")
+    take_snapshot(root, dest)
+    boot_id = "proc/sys/kernel/random/boot_id"
+    assert open(f"{dest}/{boot_id}").read() == open(f"{root}/{boot_id}").read()
+    assert len(open(f"{dest}/{boot_id}").read().strip()) == 36
+
+
 def uevent(action, subsystem):
     """A kernel uevent datagram: ``ACTION@DEVPATH`` then ``KEY=VALUE`` fields, NUL-separated."""
     return f"{action}@/devices/x\0ACTION={action}\0SUBSYSTEM={subsystem}\0".encode()

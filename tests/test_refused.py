@@ -145,3 +145,23 @@ def test_bhyve_host_offers_what_the_old_kernel_cannot_use(tree, cli):
     code, doc = audit_json(cli, tree("bhyve-288-old-kernel"))
     assert code == 1 and doc["hypervisor"]["ext_dest_id_offered"] is True
     assert "6.18 or newer" in doc["refused_fix"]
+
+
+def test_before_6_12_a_queue_vector_to_change_may_be_kernel_managed(tree, cli, tmp_path):
+    # 6.1: managed queue vectors have 0644 files like any other; only the write tells (EIO).
+    # Keeping CPU 64 free moves virtio2-req.1 (on CPU 64): the audit hedges instead of promising.
+    config = tmp_path / "exclude.toml"
+    config.write_text('[policy]\nexclude_cpus = "64"\n')
+    doc = json.loads(cli("audit", "--root", tree("refused-61-kvm"), "--config", str(config), "--format", "json").out)
+    (row,) = [row for row in doc["irqs"] if row["name"] == "virtio2-req.1"]
+    assert row["status"] == "would-change" and "may be kernel-managed" in row["detail"]
+    (other,) = [row for row in doc["irqs"] if row["irq"] == 4]  # ttyS0, not a queue vector
+    assert other["status"] == "would-change" and "may be kernel-managed" not in other["detail"]
+
+
+def test_from_6_12_managed_files_are_read_only_and_never_hedged(tree, cli, tmp_path):
+    config = tmp_path / "exclude.toml"
+    config.write_text('[policy]\nexclude_cpus = "64"\n')
+    doc = json.loads(cli("audit", "--root", tree("qemu-kvm-288-8bit"), "--config", str(config), "--format", "json").out)
+    (row,) = [row for row in doc["irqs"] if row["name"] == "virtio2-req.1"]
+    assert row["status"] == "managed" and "may be kernel-managed" not in row["detail"]
