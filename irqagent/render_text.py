@@ -93,6 +93,17 @@ def refused_section(refusal: Refusal) -> List[str]:
     return lines
 
 
+def _wrap_summary(line: str) -> List[str]:
+    """The summary in 80 columns: the counts, then the status list on its own line(s) when needed."""
+    if len(line) <= WIDTH:
+        return [line]
+    head, sep, statuses = line.partition(" (")
+    wrapped = textwrap.wrap(head, WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+    if sep:
+        wrapped += textwrap.wrap("(" + statuses, WIDTH, initial_indent="  ", subsequent_indent="   ")
+    return wrapped
+
+
 def render_text(report: Report, verbose: bool = False, quiet: bool = False, colour: bool = False) -> str:
     if quiet:
         return summary_line(report) + "\n"
@@ -168,5 +179,5 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
         if not verbose and any(row.detail for row in shown):
             lines.append("  (-v explains each IRQ; --format json has every detail)")
     lines.append("")
-    lines.extend(textwrap.wrap(summary_line(report), WIDTH, subsequent_indent="  ", break_on_hyphens=False))
+    lines.extend(_wrap_summary(summary_line(report)))
     return "\n".join(lines) + "\n"
