@@ -352,11 +352,11 @@ def _close_match(word: str, candidates: Sequence[str], cutoff: float) -> str | N
 
 def parse(argv: List[str]) -> argparse.Namespace:
     """The arguments of one run, or :class:`Stop` (help, version, usage error)."""
-    command = argv[0] if argv and argv[0] in COMMAND_NAMES else None
-    parser = build_parser((command,) if command else ())
+    named = [word for word in argv if word in COMMAND_NAMES][:1]  # usually argv[0]
+    parser = build_parser(named)
     if not argv:
         raise _no_command(parser)
-    if command is None and not argv[0].startswith("-"):
+    if argv[0] not in COMMAND_NAMES and not argv[0].startswith("-"):
         close = _close_match(argv[0], COMMAND_NAMES, cutoff=0.6)
         hint = f" (did you mean '{close}'?)" if close else ""
         raise Stop(ExitStatus.ERROR, err=f"{PROG}: error: unknown command '{argv[0]}'{hint}\n{_short_usage(parser)}")
@@ -369,9 +369,12 @@ def parse(argv: List[str]) -> argparse.Namespace:
             for action in sub._actions  # argparse keeps no public list of options
             for option in action.option_strings
         ]
-        unknown = [word.split("=", 1)[0] for word in extra if word.startswith("--")]
-        close = _close_match(unknown[0], known, cutoff=0.75) if unknown else None
-        if close:
+        options = [word.split("=", 1)[0] for word in extra if word.startswith("-")]
+        early = [option for option in options if option in known]  # given before the command
+        close = _close_match(options[0], known, cutoff=0.75) if options and not early else None
+        if early:
+            message += f" (options go after the command: {PROG} {args.command} {early[0]} ...)"
+        elif close:
             message += f" (did you mean '{close}'?)"
         raise usage_error(sub, message)
     if args.command is None:

@@ -70,6 +70,10 @@ def test_no_command_is_a_short_usage_and_exit_2():
         ),
         (["audit", "--bogus"], "irqagent: error: audit: unrecognized arguments: --bogus"),
         (
+            ["-q", "audit"],
+            "irqagent: error: audit: unrecognized arguments: -q (options go after the command: irqagent audit -q ...)",
+        ),
+        (
             ["audit", "--format", "yaml"],
             "irqagent: error: audit: argument --format: invalid choice: 'yaml' "
             "(choose from 'text', 'json', 'prometheus', 'irqbalance-banned')",
@@ -83,7 +87,7 @@ def test_usage_errors_one_prefix_a_suggestion_and_the_commands_usage(argv, first
     lines = err.splitlines()
     assert lines[0] == first_line
     assert err.count("irqagent: error:") == 1 and "error: irqagent" not in err
-    command = argv[0] if argv[0] in COMMAND_NAMES else None
+    command = next((word for word in argv if word in COMMAND_NAMES), None)
     usage = f"usage: irqagent {command} " if command else "usage: irqagent "
     assert lines[1].startswith(usage)
     assert lines[-1] == f"Try 'irqagent{' ' + command if command else ''} --help' for more information."
