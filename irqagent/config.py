@@ -63,7 +63,6 @@ class Rule:
     device: Optional[str] = None
     driver: Optional[str] = None
     cpus: Optional[int] = None
-    cpus_text: Optional[str] = None
     ignore: bool = False
     mode: Optional[str] = None
 
@@ -302,9 +301,7 @@ def _rule(index: int, raw: Any, budget: List[int]) -> Rule:
         raise ConfigError(f"{where}.ignore: cannot be combined with {', '.join(a for a in actions if a != 'ignore')}")
     if cpus is not None and cpus == 0:
         raise ConfigError(f"{where}.cpus: empty cpulist")
-    return Rule(
-        index=index, irq=irq_mask, cpus=cpus, cpus_text=table.get("cpus", str), ignore=ignore, mode=mode, **matchers
-    )
+    return Rule(index=index, irq=irq_mask, cpus=cpus, ignore=ignore, mode=mode, **matchers)
 
 
 def load_config(path: Optional[str], explicit: bool) -> Config:

@@ -94,10 +94,6 @@ class Platform:
             return None
         return MAX_15BIT_APIC_ID if self.ext_dest_id else MAX_8BIT_APIC_ID
 
-    @property
-    def kernel_version(self) -> Optional[Tuple[int, int]]:
-        return parse_kernel_version(self.kernel)
-
 
 def decide_apic_mode(facts: Facts, remapped: bool) -> Tuple[Optional[str], Optional[str], str]:
     """(mode, source, note): IA32_APIC_BASE when readable, else evidence, else unknown."""

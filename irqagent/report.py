@@ -65,13 +65,6 @@ class Report:
             counts[row.status] = counts.get(row.status, 0) + 1
         return dict(sorted(counts.items()))
 
-    def errno_counts(self) -> Dict[str, int]:
-        counts: Dict[str, int] = {}
-        for row in self.rows:
-            if row.errno:
-                counts[row.errno] = counts.get(row.errno, 0) + 1
-        return dict(sorted(counts.items()))
-
     def summary(self) -> Dict[str, object]:
         compliant = sum(1 for row in self.rows if row.compliant)
         return {
