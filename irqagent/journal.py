@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
-import json
 import math
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass, field, replace
@@ -148,6 +145,9 @@ def new_entry(
 
 
 def _checksum(body: dict) -> str:
+    import hashlib
+    import json
+
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -174,6 +174,8 @@ def _body(journal: Journal) -> dict:
 
 
 def encode(journal: Journal) -> str:
+    import json
+
     if not isinstance(journal.root, str):
         raise ValueError("a journal records its root")
     body = _body(journal)
@@ -198,6 +200,8 @@ def decode(text: str, where: str = FILENAME) -> Journal:
 
 
 def _decode(text: str) -> Journal:
+    import json
+
     if len(text) > MAX_BYTES:
         raise _Damaged(f"larger than {MAX_BYTES >> 20} MiB")
     try:
@@ -471,6 +475,8 @@ class JournalStore:
 
     def save(self, journal: Journal) -> None:
         """Replace the journal atomically and durably (or remove it when empty)."""
+        import secrets
+
         self.state.open(create=True)
         dir_fd = self.state.fd
         temp = None
