@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import irqagent
 
+from conftest import write
+
 # Files of tests/fixtures/live-kvm-2cpu that describe one IRQ, or the whole machine.
 PER_IRQ = [
     "proc/irq/26/smp_affinity_list",
@@ -33,10 +35,8 @@ def test_fuzzed_files_still_give_one_row_per_irq_in_a_valid_report(tree, cli):
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(rel=st.sampled_from(PER_IRQ + MACHINE), data=st.binary(max_size=200))
     def check(rel, data):
-        path = os.path.join(root, rel)
         try:
-            with open(path, "wb") as handle:
-                handle.write(data)
+            write(root, rel, data)  # keeps the file's mode (0444 ones too, as a non-root user)
             result = cli("audit", "--root", root, "--format", "json")
             if rel in PER_IRQ:  # one IRQ's file is that IRQ's problem, never the run's
                 assert result.code in (0, 1), result.err
@@ -55,7 +55,6 @@ def test_fuzzed_files_still_give_one_row_per_irq_in_a_valid_report(tree, cli):
             if summary["noncompliant"]:
                 assert result.code == 1
         finally:
-            with open(path, "wb") as handle:
-                handle.write(originals[rel])
+            write(root, rel, originals[rel])
 
     check()

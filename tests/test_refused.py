@@ -15,7 +15,7 @@ from irqagent.runner import audit
 from irqagent.kernel import KernelTree
 from irqagent.config import Config
 
-from conftest import read
+from conftest import read, write
 
 
 def audit_json(cli, root, *extra):
@@ -98,9 +98,7 @@ def test_without_a_madt_offline_present_cpus_have_reason_unknown(tree, cli):
 @pytest.mark.parametrize("damage", [b"", b"APIC\x00\x00", b"\xff" * 300])
 def test_a_corrupt_madt_is_a_note_never_a_traceback(tree, cli, damage):
     root = tree("refused-61-kvm")
-    path = f"{root}/sys/firmware/acpi/tables/APIC"
-    with open(path, "wb") as handle:
-        handle.write(damage)
+    write(root, "sys/firmware/acpi/tables/APIC", damage)  # the table is 0400, as in sysfs
     result = cli("audit", "--root", root, "--format", "json", "-v")
     assert result.code == 0 and "Traceback" not in result.err
     assert all(e["apic_id"] is None for e in json.loads(result.out)["refused_cpus"])
