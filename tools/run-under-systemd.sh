@@ -334,7 +334,7 @@ done
 # --- 2. the write path, uevents, signals, reload: a drop-in moves the agent to a tree ---
 DROPIN=/etc/systemd/system/irqagent.service.d
 if [ $HAVE_TREES = 1 ]; then
-    E sh -c "printf '[Service]\nExecStart=\nExecStart=%s --root /srv/irqtree --metrics-file /var/lib/irqagent/metrics.prom\nReadWritePaths=/srv/irqtree\n' '$EXEC_START' > $DROPIN/50-harness-root.conf"
+    E sh -c "printf '[Service]\nExecStart=\nExecStart=%s --root /srv/irqtree --state-dir /var/lib/irqagent/tree --metrics-file /var/lib/irqagent/metrics.prom\nReadWritePaths=/srv/irqtree\n' '$EXEC_START' > $DROPIN/50-harness-root.conf"
     SC daemon-reload; T0=$(now); SC restart irqagent.service
     st=$(prop irqagent.service StatusText)
     writes=$(echo "$st" | sed -n 's/.* \([0-9]*\) writes.*/\1/p')
@@ -420,7 +420,7 @@ case "$res" in
 esac
 if [ $HAVE_TREES = 1 ]; then
     E mkdir -p /etc/systemd/system/irqagent-apply.service.d
-    E sh -c "printf '[Service]\nExecStart=\nExecStart=%s --root /srv/irqtree-apply\nReadWritePaths=/srv/irqtree-apply\n' '$EXEC_APPLY' > /etc/systemd/system/irqagent-apply.service.d/50-harness-root.conf"
+    E sh -c "printf '[Service]\nExecStart=\nExecStart=%s --root /srv/irqtree-apply --state-dir /var/lib/irqagent/tree-apply\nReadWritePaths=/srv/irqtree-apply\n' '$EXEC_APPLY' > /etc/systemd/system/irqagent-apply.service.d/50-harness-root.conf"
     SC daemon-reload; T0=$(now); SC restart irqagent-apply.service; rc=$?
     line=$(jsince "$T0" _SYSTEMD_UNIT=irqagent-apply.service | tail -1)
     if [ $rc = 0 ] && echo "$line" | grep -qE ' [1-9][0-9]* writes'; then
@@ -436,7 +436,8 @@ ordered=no
 for d in $(prop irqagent-apply.service After) $(prop irqagent-apply.service Before); do [ "$d" = irqagent.service ] && ordered=yes; done
 if [ $HAVE_TREES = 1 ]; then
     SC stop irqagent-apply.service; SC reset-failed
-    E sed -i 's#/srv/irqtree#/srv/bigtree#g' $DROPIN/50-harness-root.conf; SC daemon-reload
+    # the daemon on the big tree shares the shipped one-shot's state directory: the lock is what races
+    E sed -i 's#/srv/irqtree#/srv/bigtree#g; s#--state-dir /var/lib/irqagent/tree #--state-dir /var/lib/irqagent #' $DROPIN/50-harness-root.conf; SC daemon-reload
     T0=$(now); SC start --no-block irqagent.service; sleep 0.5
     SC start irqagent-apply.service 2>/dev/null; rc=$?
     wait_log "$T0" 20 'Deactivated|Failed|stopping on' -u irqagent.service >/dev/null; sleep 1
