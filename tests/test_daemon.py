@@ -20,11 +20,6 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # (Cloud Hypervisor's IO-APIC ignores the extended destination bits); its MSIs (24-30) are 15-bit.
 GUEST = "cloud-hypervisor-320"
 KERNEL = "6.12.118+deb13-amd64"
-CLOUD_HYPERVISOR = {
-    "sys_vendor": "Cloud Hypervisor",
-    "product_name": "cloud-hypervisor",
-    "bios_vendor": "cloud-hypervisor",
-}
 # The "managed" guest (16 vCPUs, 0444 virtio-blk vectors on CPUs 0, 4, 8, 12) under an operator's override that
 # says every controller reaches APIC IDs 0-7: 6 IRQs and default_smp_affinity to write, IRQs 42 and 43 unfixable.
 ONLY_0_7 = '[[controller]]\nchip = "*"\ndestination = "8bit"\nreachable_apic_ids = "0-7"\n'
@@ -339,19 +334,13 @@ def test_cpu_hotplug_gives_irqs_their_original_cpus_back(tmp_path, agent):
     0-255); when they come back online, the IRQs get original ∩ reachable ∩ online again: masks are not
     shrunk forever."""
     from irqagent import cpumask
-    from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+    from dataclasses import replace
+
+    from irqagent.devtools.gentree import guest_irqs, write_tree
+    from irqagent.devtools.profiles import cloud_hypervisor_320
 
     def spec(offline):
-        return TreeSpec(
-            cpus=320,
-            offline=offline,
-            kernel=KERNEL,
-            hypervisor="kvm",
-            ext_dest_id=True,
-            irqs=guest_irqs(320, 8, KERNEL, "kvm"),
-            cpuinfo_style="minimal",
-            dmi=CLOUD_HYPERVISOR,
-        )
+        return replace(cloud_hypervisor_320(), offline=offline, irqs=guest_irqs(320, 8, KERNEL, "kvm"))
 
     root, later = str(tmp_path / "tree"), str(tmp_path / "later")
     write_tree(spec(cpumask.parse_cpulist("250-254")), root)

@@ -1,6 +1,7 @@
 from hypothesis import given, settings, strategies as st
 
 from irqagent import cpumask
+from irqagent.devtools.profiles import cloud_hypervisor_320
 from irqagent.config import Config, Policy, parse_config
 from irqagent.facts import IrqFacts
 from irqagent.journal import EMPTY, Journal, JournalEntry
@@ -9,18 +10,15 @@ from irqagent.runner import build_model
 from conftest import make_facts
 
 # Cloud Hypervisor's DMI (vmm/src/vm.rs smbios), as its guests show it in sys/class/dmi/id.
-CLOUD_HYPERVISOR = {
-    "sys_vendor": "Cloud Hypervisor",
-    "product_name": "cloud-hypervisor",
-    "bios_vendor": "cloud-hypervisor",
-}
 X2APIC_ON = 0xFEE00D00  # IA32_APIC_BASE of a BSP with xAPIC global enable (bit 11) and x2APIC (bit 10)
 
 
 def cloud_hypervisor(irqs, cpus=320, **kwargs):
     """A 320-vCPU Cloud Hypervisor guest (6.12, every vCPU online with 15-bit MSIs): its IO-APIC builds
     the destination from RTE bits 63-56 only (devices/src/ioapic.rs), so IO-APIC IRQs reach APIC IDs 0-255."""
-    return make_facts(cpus=cpus, kernel="6.12.0", dmi=CLOUD_HYPERVISOR, apic_base=X2APIC_ON, irqs=irqs, **kwargs)
+    return make_facts(
+        cpus=cpus, kernel="6.12.0", dmi=cloud_hypervisor_320().dmi, apic_base=X2APIC_ON, irqs=irqs, **kwargs
+    )
 
 
 def plan_for(facts, config=None, journal=EMPTY):

@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
 from irqagent import runner
 from irqagent.config import parse_config
-from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+from irqagent.devtools.gentree import guest_irqs, write_tree
+from irqagent.devtools.profiles import cloud_hypervisor_320
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
 
@@ -23,11 +25,6 @@ from conftest import IS_ROOT, REPO, masks, read, reset, write
 # A 320-vCPU Cloud Hypervisor guest (15-bit MSIs, an 8-bit IO-APIC) whose operator keeps CPUs 300-319 free of
 # IRQs: every one of its 400 IRQs (0-319) and default_smp_affinity are to be written -- 401 writes.
 KERNEL = "6.12.118+deb13-amd64"
-CLOUD_HYPERVISOR = {
-    "sys_vendor": "Cloud Hypervisor",
-    "product_name": "cloud-hypervisor",
-    "bios_vendor": "cloud-hypervisor",
-}
 EXCLUDE = '[policy]\nexclude_cpus = "300-319"\n'
 CONFIG = parse_config(EXCLUDE)
 
@@ -37,16 +34,7 @@ def pristine(tmp_path_factory):
     """The guest above, and its config file (``--config``) beside it."""
     base = tmp_path_factory.mktemp("crash")
     root = str(base / "pristine")
-    spec = TreeSpec(
-        cpus=320,
-        kernel=KERNEL,
-        hypervisor="kvm",
-        ext_dest_id=True,
-        irqs=guest_irqs(320, 400, KERNEL, "kvm"),
-        cpuinfo_style="minimal",
-        dmi=CLOUD_HYPERVISOR,
-    )
-    write_tree(spec, root)
+    write_tree(replace(cloud_hypervisor_320(), irqs=guest_irqs(320, 400, KERNEL, "kvm")), root)
     (base / "irqagent.toml").write_text(EXCLUDE)
     return root
 

@@ -34,40 +34,24 @@ def test_colour_only_on_a_tty_without_no_color(tree):
     assert "\x1b[" not in out.getvalue()
 
 
-CLOUD_HYPERVISOR = {
-    "sys_vendor": "Cloud Hypervisor",
-    "product_name": "cloud-hypervisor",
-    "bios_vendor": "cloud-hypervisor",
-}
-QEMU = {"sys_vendor": "QEMU", "product_name": "Standard PC (Q35 + ICH9, 2009)", "bios_vendor": "SeaBIOS"}
-
-
 def test_big_sparse_guest_fits_80_columns(tmp_path, cli):
-    from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
+    from dataclasses import replace
+
+    from irqagent.devtools.gentree import guest_irqs, write_tree
+    from irqagent.devtools.profiles import cloud_hypervisor_320, qemu_kvm_288_8bit
 
     kernel = "6.12.118+deb13-amd64"
     every_other = sum(1 << cpu for cpu in range(1, 320, 2))  # an operator offlined every other CPU
     guests = {
         # Cloud Hypervisor: its 8-bit IO-APIC lines would change to the even CPUs 0-254
-        "cloud-hypervisor": TreeSpec(
-            cpus=320,
-            offline=every_other,
-            kernel=kernel,
-            hypervisor="kvm",
-            ext_dest_id=True,
-            irqs=guest_irqs(320, 20, kernel, "kvm"),
-            cpuinfo_style="minimal",
-            dmi=CLOUD_HYPERVISOR,
+        "cloud-hypervisor": replace(
+            cloud_hypervisor_320(), offline=every_other, irqs=guest_irqs(320, 20, kernel, "kvm")
         ),
         # QEMU/KVM without the extended destination ID: CPUs 256-287 refused as well
-        "qemu-8bit": TreeSpec(
-            cpus=288,
+        "qemu-8bit": replace(
+            qemu_kvm_288_8bit(),
             offline=(every_other & ((1 << 256) - 1)) | (((1 << 32) - 1) << 256),
-            kernel=kernel,
-            hypervisor="kvm",
             irqs=guest_irqs(288, 20, kernel, "kvm"),
-            cpuinfo_style="minimal",
-            dmi=QEMU,
         ),
     }
     for name, spec in guests.items():
