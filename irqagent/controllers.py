@@ -16,7 +16,6 @@ from irqagent.config import Config
 from irqagent.hypervisors import VmmException, exception_for
 from irqagent.platform import MAX_15BIT_APIC_ID, MAX_8BIT_APIC_ID, MAX_XAPIC_APIC_ID, Platform
 
-APIC_DESTINATIONS = ("8bit", "15bit")
 XEN_ANY = ("xen-pirq", "xen-dyn", "xen-dyn-lateeoi")  # drivers/xen/events: event channels, any CPU
 NOT_SETTABLE = ("XT-PIC", "xen-percpu", "VMD-MSI")  # legacy PIC, per-CPU; VMD: drivers/pci/controller/vmd.c
 PLATFORM_CHIPS = ("IO-APIC", "PCI-MSI")  # the kernel's own non-remapped IO-APIC and MSI domains (prefixes)
