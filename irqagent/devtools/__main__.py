@@ -10,8 +10,12 @@ from irqagent import cpumask
 from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 from irqagent.devtools.profiles import PROFILES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
 
-def main(argv=None) -> int:
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m irqagent.devtools", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("gen-tree", help="write a synthetic --root tree")

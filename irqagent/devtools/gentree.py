@@ -267,7 +267,7 @@ def write_tree(spec: TreeSpec, root: str) -> str:
 
 def _kernel_at_least(kernel: str, major: int, minor: int) -> bool:
     match = re.match(r"([0-9]+)\.([0-9]+)", kernel)
-    return bool(match) and (int(match.group(1)), int(match.group(2))) >= (major, minor)
+    return match is not None and (int(match.group(1)), int(match.group(2))) >= (major, minor)
 
 
 def guest_irqs(
