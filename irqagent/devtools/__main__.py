@@ -12,7 +12,9 @@ from irqagent.devtools.profiles import PROFILES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional, Sequence
+    from typing import Dict, Optional, Sequence
+
+    from irqagent.devtools.gentree import Style
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -47,7 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.profile:
         spec = PROFILES[args.profile]()
     else:
-        style = args.style or {"xen": "xen", "hyperv": "hyperv"}.get(args.hypervisor, "kvm")
+        host_styles: Dict[str, Style] = {"xen": "xen", "hyperv": "hyperv"}
+        style: Style = args.style or host_styles.get(args.hypervisor, "kvm")
         spec = TreeSpec(
             cpus=args.cpus,
             apic_ids=[cpu * args.apic_stride for cpu in range(args.cpus)] if args.apic_stride != 1 else None,
