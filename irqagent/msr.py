@@ -21,7 +21,7 @@ from irqagent.textform import number_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Literal, Mapping
 
     ApicMode = Literal["x2apic", "xapic"]  # the local APIC mode the kernel runs (IA32_APIC_BASE EXTD)
 
@@ -47,7 +47,7 @@ def parse_text(text: str) -> Dict[int, int]:
     return values
 
 
-def format_text(values: Dict[int, int], header: str = "") -> str:
+def format_text(values: Mapping[int, int], header: str = "") -> str:
     lines = [f"# {line}" for line in header.splitlines()]
     lines.append("# MSR VALUE")
     lines.extend(f"{msr:#x} {value:#018x}" for msr, value in sorted(values.items()))
