@@ -18,11 +18,21 @@ from irqagent import cpumask, trust
 from irqagent.errors import ConfigError
 from irqagent.paths import DEFAULT_CONFIG
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypeVar, Union
+
+    from irqagent.controllers import Destination
+
+    PolicyMode = Literal["restrict", "spread"]  # keep IRQs on the CPUs they have (reachable), or one CPU each
+    ApicId255 = Literal["unicast", "broadcast"]  # what APIC ID 255 means to the hypervisor
+    _Choice = TypeVar("_Choice", bound=str)
+
 DEFAULT_PATH = DEFAULT_CONFIG
 CONFIG_ENV = "IRQAGENT_CONFIG"  # overrides DEFAULT_PATH (tests, containers); --config overrides both
-DESTINATIONS = ("8bit", "15bit", "remapped", "hyperv-ir", "any", "none")
-POLICY_MODES = ("restrict", "spread")
-APIC_ID_255_MODES = ("unicast", "broadcast")
+DESTINATIONS: Tuple[Destination, ...] = ("8bit", "15bit", "remapped", "hyperv-ir", "any", "none")
+POLICY_MODES: Tuple[PolicyMode, ...] = ("restrict", "spread")
+APIC_ID_255_MODES: Tuple[ApicId255, ...] = ("unicast", "broadcast")
 RULE_MATCH_KEYS = ("irq", "name", "chip", "device", "driver")
 RULE_ACTION_KEYS = ("cpus", "ignore", "mode")
 # Hostile or mistaken configs are refused before they cost much:
@@ -34,7 +44,7 @@ MAX_MASK_BITS = 1 << 27  # every cpulist value of one config together: 16 MiB of
 QUOTE = 80  # characters of a value that an error line shows at most
 
 
-def quote(value: Any, limit: int = QUOTE) -> str:
+def quote(value: object, limit: int = QUOTE) -> str:
     """``repr(value)``, at most ``limit`` characters (a 10 MB string is not echoed whole)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
@@ -45,7 +55,7 @@ class ControllerOverride:
     """A ``[[controller]]`` table: force the destination of chips matching a glob."""
 
     chip: str
-    destination: str
+    destination: Destination
     reachable_apic_ids: Optional[int] = None  # APIC ID mask; None: the destination's own
 
     def matches(self, chip: str) -> bool:
@@ -64,7 +74,7 @@ class Rule:
     driver: Optional[str] = None
     cpus: Optional[int] = None
     ignore: bool = False
-    mode: Optional[str] = None
+    mode: Optional[PolicyMode] = None
 
     def describe(self) -> str:
         keys = [f"{key}={getattr(self, key)!r}" for key in ("name", "chip", "device", "driver") if getattr(self, key)]
@@ -75,7 +85,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Policy:
-    mode: str = "restrict"
+    mode: PolicyMode = "restrict"
     exclude_cpus: int = 0
     honour_cmdline: bool = True
     default_smp_affinity: bool = True
@@ -92,7 +102,7 @@ class DaemonSettings:
 @dataclass(frozen=True)
 class Config:
     path: Optional[str] = None
-    apic_id_255: str = "unicast"  # unicast | broadcast (a hypervisor that keeps KVM's broadcast quirk)
+    apic_id_255: ApicId255 = "unicast"  # broadcast: a hypervisor that keeps KVM's broadcast quirk
     ext_dest_id: Optional[bool] = None  # None: auto
     controllers: Tuple[ControllerOverride, ...] = ()
     policy: Policy = field(default_factory=Policy)
@@ -109,22 +119,21 @@ class Config:
 class _Table:
     """One TOML table being validated: typed getters that name the key on error."""
 
-    def __init__(
-        self, data: Mapping[str, Any], where: str, allowed: Tuple[str, ...], budget: Optional[List[int]] = None
-    ):
+    def __init__(self, data: object, where: str, allowed: Tuple[str, ...], budget: Optional[List[int]] = None) -> None:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: must be a table")
         unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise ConfigError(f"{where}: unknown key {quote(unknown[0])} (known: {', '.join(allowed)})")
-        self.data = data
+        self.data: Mapping[str, Any] = data
         self.where = where
         self.budget = [MAX_MASK_BITS] if budget is None else budget  # mask bits its lists may still use (shared)
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where != "top level" else name
 
-    def get(self, name: str, kind, default=None):
+    def get(self, name: str, kind: Union[type, Tuple[type, ...]], default: Any = None) -> Any:
+        """The TOML value (of type ``kind``, one type or a tuple of them), or ``default`` when not given."""
         if name not in self.data:
             return default
         value = self.data[name]
@@ -140,7 +149,7 @@ class _Table:
     def cpulist(self, name: str, noun: str = "cpulist", limit: int = cpumask.MAX_CPUS) -> Optional[int]:
         """A cpulist-syntax value (CPUs, APIC IDs or IRQ numbers: ``noun`` names it in errors);
         CPU numbers below ``cpumask.MAX_CPUS``, APIC IDs and IRQ numbers below ``cpumask.MAX_ID``."""
-        text = self.get(name, str)
+        text: Optional[str] = self.get(name, str)
         if text is None:
             return None
         try:
@@ -152,14 +161,21 @@ class _Table:
             raise ConfigError(f"{self.key(name)}: the lists of this config are too large in total")
         return mask
 
-    def choice(self, name: str, choices: Tuple[str, ...], default: Optional[str]) -> Optional[str]:
-        value = self.get(name, str, default)
-        if value is not None and value not in choices:
-            raise ConfigError(f"{self.key(name)}: {quote(value)} is not one of {', '.join(choices)}")
-        return value
+    def choice(self, name: str, choices: Tuple[_Choice, ...], default: _Choice) -> _Choice:
+        value = self.optional_choice(name, choices)
+        return default if value is None else value
+
+    def optional_choice(self, name: str, choices: Tuple[_Choice, ...]) -> Optional[_Choice]:
+        value: Optional[str] = self.get(name, str)
+        if value is None:
+            return None
+        for choice in choices:
+            if value == choice:
+                return choice
+        raise ConfigError(f"{self.key(name)}: {quote(value)} is not one of {', '.join(choices)}")
 
     def glob(self, name: str) -> Optional[str]:
-        value = self.get(name, str)
+        value: Optional[str] = self.get(name, str)
         if value is not None and not value:
             raise ConfigError(f"{self.key(name)}: must not be empty")
         if value is not None and len(value) > MAX_GLOB:
@@ -168,7 +184,7 @@ class _Table:
 
     def path(self, name: str) -> Optional[str]:
         """An absolute file name the OS accepts ("" = none)."""
-        value = self.get(name, str)
+        value: Optional[str] = self.get(name, str)
         if not value:
             return None
         encoded = value.encode("utf-8", "surrogateescape")
@@ -183,8 +199,8 @@ class _Table:
         return value
 
 
-def _kind_names(kinds) -> str:
-    names = {
+def _kind_names(kinds: Tuple[type, ...]) -> str:
+    names: Dict[type, str] = {
         bool: "a boolean",
         str: "a string",
         int: "an integer",
@@ -235,7 +251,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
         chip = table.glob("chip")
         if chip is None:
             raise ConfigError(f"controller[{number}].chip: required")
-        destination = table.choice("destination", DESTINATIONS, None)
+        destination = table.optional_choice("destination", DESTINATIONS)
         if destination is None:
             raise ConfigError(f"controller[{number}].destination: required (one of {', '.join(DESTINATIONS)})")
         apic_ids = table.cpulist("reachable_apic_ids", noun="APIC ID list", limit=cpumask.MAX_ID)
@@ -263,7 +279,7 @@ def _build(data: Dict[str, Any], path: Optional[str]) -> Config:
     metrics_file = dae.path("metrics_file")
     return Config(
         path=path,
-        apic_id_255=reach.choice("apic_id_255", APIC_ID_255_MODES, "unicast") or "unicast",
+        apic_id_255=reach.choice("apic_id_255", APIC_ID_255_MODES, "unicast"),
         ext_dest_id=None if ext == "auto" else ext,
         controllers=tuple(controllers),
         policy=policy,
@@ -282,7 +298,7 @@ def _seconds(table: _Table, name: str, default: float, low: float, high: float) 
     return seconds
 
 
-def _rule(index: int, raw: Any, budget: List[int]) -> Rule:
+def _rule(index: int, raw: object, budget: List[int]) -> Rule:
     where = f"rule[{index + 1}]"
     table = _Table(raw, where, RULE_MATCH_KEYS + RULE_ACTION_KEYS, budget)
     irq_mask = table.cpulist("irq", noun="list of IRQ numbers", limit=cpumask.MAX_ID)
@@ -291,7 +307,7 @@ def _rule(index: int, raw: Any, budget: List[int]) -> Rule:
         raise ConfigError(f"{where}: no match key (give at least one of {', '.join(RULE_MATCH_KEYS)})")
     cpus = table.cpulist("cpus")
     ignore = table.get("ignore", bool, False)
-    mode = table.choice("mode", POLICY_MODES, None)
+    mode = table.optional_choice("mode", POLICY_MODES)
     actions = [
         key for key, given in (("cpus", cpus is not None), ("ignore", ignore), ("mode", mode is not None)) if given
     ]
@@ -337,7 +353,7 @@ def _read_config_file(target: str) -> bytes:
             untrusted = trust.problem(info, f"config file {target}") or trust.parents_problem(target)
             if untrusted:
                 raise ConfigError(f"{untrusted}: refusing to use it (chown root and chmod go-w to fix)")
-        chunks = []
+        chunks: List[bytes] = []
         size = 0
         while True:
             chunk = os.read(fd, min(1 << 16, MAX_CONFIG_BYTES + 1 - size))
@@ -365,9 +381,11 @@ def rule_matches(rule: Rule, irq: int, name: str, chip: str, device: Optional[st
     return True
 
 
-def first_rule(rules: Tuple[Rule, ...], **irq_fields) -> Optional[Rule]:
+def first_rule(
+    rules: Tuple[Rule, ...], irq: int, name: str, chip: str, device: Optional[str], driver: Optional[str]
+) -> Optional[Rule]:
     for rule in rules:
-        if rule_matches(rule, **irq_fields):
+        if rule_matches(rule, irq, name, chip, device, driver):
             return rule
     return None
 

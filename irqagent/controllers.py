@@ -16,6 +16,18 @@ from irqagent.config import Config
 from irqagent.hypervisors import VmmException, exception_for
 from irqagent.platform import MAX_15BIT_APIC_ID, MAX_8BIT_APIC_ID, MAX_XAPIC_APIC_ID, Platform
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, Union
+
+    from irqagent.platform import ApicDestination, Source
+
+    # Where a controller can send: the platform's APIC destination, a remapped (32-bit) or Hyper-V stub
+    # destination, any CPU (event channels, Hyper-V vPCI), or nowhere settable
+    Destination = Union[ApicDestination, Literal["remapped", "hyperv-ir", "any", "none"]]
+    # What decided the destination: the platform's evidence, or the hypervisor exception table
+    ControllerSource = Union[Source, Literal["vmm"]]
+
 XEN_ANY = ("xen-pirq", "xen-dyn", "xen-dyn-lateeoi")  # drivers/xen/events: event channels, any CPU
 NOT_SETTABLE = ("XT-PIC", "xen-percpu", "VMD-MSI")  # legacy PIC, per-CPU; VMD: drivers/pci/controller/vmd.c
 PLATFORM_CHIPS = ("IO-APIC", "PCI-MSI")  # the kernel's own non-remapped IO-APIC and MSI domains (prefixes)
@@ -42,8 +54,8 @@ class Reach:
 @dataclass(frozen=True)
 class Controller:
     chip: str
-    destination: str
-    source: str
+    destination: Destination
+    source: ControllerSource
     reachable: int  # CPUs with a known APIC ID (online or not) the controller can deliver to
     unreachable: int  # CPUs with a known APIC ID it cannot
     online: int  # the online CPUs (to tell the usable part of reachable)
@@ -71,7 +83,7 @@ def eight_bit_max(platform: Platform) -> int:
     return MAX_XAPIC_APIC_ID if platform.apic_mode == "xapic" or platform.broadcast_255 else MAX_8BIT_APIC_ID
 
 
-def platform_reach(destination: str, platform: Platform) -> Reach:
+def platform_reach(destination: Destination, platform: Platform) -> Reach:
     if destination == "8bit":
         return Reach(eight_bit_max(platform))
     if destination == "15bit":
@@ -83,19 +95,18 @@ def platform_reach(destination: str, platform: Platform) -> Reach:
     return Reach(nothing=True)
 
 
-def _cluster(row: VmmException, platform: Platform) -> bool:
-    """Whether the row's x2APIC cluster (logical) reach applies."""
-    return platform.x2apic_cluster and row.cluster_apic_ids is not None
+def _cluster_limit(row: VmmException, platform: Platform) -> Optional[int]:
+    """The row's x2APIC cluster (logical) reach when it applies, else None (physical mode)."""
+    return row.cluster_apic_ids if platform.x2apic_cluster else None
 
 
 def exception_reach(row: VmmException, platform: Platform) -> Reach:
-    limit = row.physical_apic_ids
-    if row.cluster_apic_ids is not None and platform.x2apic_cluster:
-        limit = row.cluster_apic_ids
+    cluster = _cluster_limit(row, platform)
+    limit = row.physical_apic_ids if cluster is None else cluster
     return Reach(min(limit, eight_bit_max(platform)))
 
 
-def classify_chip(chip: str, platform: Platform) -> Tuple[str, str, str, Reach]:
+def classify_chip(chip: str, platform: Platform) -> Tuple[Destination, ControllerSource, str, Reach]:
     """(destination, source, detail, reach) of a chip name, before config overrides."""
     apic = platform.apic_destination
     if not chip:
@@ -103,13 +114,13 @@ def classify_chip(chip: str, platform: Platform) -> Tuple[str, str, str, Reach]:
     row = exception_for(platform.vmm, chip)
     if row is not None:
         reach = exception_reach(row, platform)
-        mode = "x2APIC cluster mode" if _cluster(row, platform) else "physical mode"
+        mode = "physical mode" if _cluster_limit(row, platform) is None else "x2APIC cluster mode"
         return "8bit", "vmm", f"{row.reason}: APIC IDs 0-{reach.max_apic_id} in {mode} ({row.source})", reach
     destination, source, detail = _destination_of(chip, platform)
     return destination, source, detail, platform_reach(destination, platform)
 
 
-def _destination_of(chip: str, platform: Platform) -> Tuple[str, str, str]:
+def _destination_of(chip: str, platform: Platform) -> Tuple[Destination, ControllerSource, str]:
     apic = platform.apic_destination
     if chip.startswith("IR-HPET") or chip.startswith("HPET") or chip in NOT_SETTABLE:
         return "none", "chip", ""

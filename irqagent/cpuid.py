@@ -15,6 +15,26 @@ from typing import Callable, Dict, Mapping, Tuple
 
 from irqagent.textform import number_rows
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    # The hypervisor interface a CPUID signature names; "none": no hypervisor, "unknown": unrecognised
+    Vendor = Literal[
+        "kvm",
+        "xen",
+        "hyperv",
+        "vmware",
+        "tcg",
+        "bhyve",
+        "acrn",
+        "virtualbox",
+        "parallels",
+        "jailhouse",
+        "none",
+        "unknown",
+    ]
+
 Regs = Tuple[int, int, int, int]
 Leaves = Mapping[Tuple[int, int], Regs]
 ZERO: Regs = (0, 0, 0, 0)
@@ -31,7 +51,7 @@ KVM_FEATURE_MSI_EXT_DEST_ID = 1 << 15
 XEN_HVM_CPUID_EXT_DEST_ID = 1 << 5
 BHYVE_FEAT_EXT_DEST_ID = 1 << 0  # arch/x86/kernel/cpu/bhyve.c: CPUID_BHYVE_FEATURES (base + 1) EAX
 
-SIGNATURES = {
+SIGNATURES: Dict[bytes, Vendor] = {
     b"KVMKVMKVM\0\0\0": "kvm",
     b"XenVMMXenVMM": "xen",
     b"Microsoft Hv": "hyperv",
@@ -45,7 +65,7 @@ SIGNATURES = {
 }
 # When several interfaces are offered (KVM or Xen also answer Hyper-V's leaves
 # at 0x40000000 for Windows guests), the native one says who the host is.
-VENDOR_PRIORITY = ("kvm", "xen", "bhyve", "hyperv")
+VENDOR_PRIORITY: Tuple[Vendor, ...] = ("kvm", "xen", "bhyve", "hyperv")
 
 _NUMBER = r"(0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20})"  # bounded: no 4,300-digit int(); > 32 bits is refused below
 _TEXT_LINE = re.compile(r"^\s*" + _NUMBER + (r"\s+" + _NUMBER) * 5 + r"\s*$")
@@ -74,7 +94,7 @@ def parse_text(text: str) -> Dict[Tuple[int, int], Regs]:
     for number, values in number_rows(text, _TEXT_LINE, expected, CpuidFormatError):
         if any(v > 0xFFFFFFFF for v in values):
             raise CpuidFormatError(f"line {number}: a value does not fit in 32 bits")
-        leaves[(values[0], values[1])] = tuple(values[2:])  # type: ignore[assignment]
+        leaves[(values[0], values[1])] = (values[2], values[3], values[4], values[5])
     return leaves
 
 
@@ -93,7 +113,7 @@ def signature(regs: Regs) -> bytes:
     return struct.pack("<3I", regs[1], regs[2], regs[3])
 
 
-def vendor_of(sig: bytes) -> str:
+def vendor_of(sig: bytes) -> Vendor:
     return SIGNATURES.get(sig, "unknown")
 
 
@@ -122,7 +142,7 @@ def collect(query: Callable[[int, int], Regs]) -> Dict[Tuple[int, int], Regs]:
 class CpuidHypervisor:
     """What the CPUID leaves say about the host."""
 
-    vendor: str  # kvm, xen, hyperv, ..., "none" (no hypervisor), "unknown"
+    vendor: Vendor
     ext_dest_id: bool  # the host advertises the extended destination ID
     detail: str
 
@@ -133,7 +153,7 @@ def decode(leaves: Leaves) -> CpuidHypervisor:
     def get(leaf: int) -> Regs:
         return leaves.get((leaf, 0), ZERO)
 
-    found: Dict[str, int] = {}
+    found: Dict[Vendor, int] = {}
     unknown = []
     for base in range(HYPERVISOR_FIRST, HYPERVISOR_LAST + 1, HYPERVISOR_STEP):
         regs = get(base)
@@ -149,7 +169,7 @@ def decode(leaves: Leaves) -> CpuidHypervisor:
         if hypervisor_bit:
             return CpuidHypervisor("unknown", False, "CPUID has the hypervisor bit but no known signature")
         return CpuidHypervisor("none", False, "CPUID reports no hypervisor")
-    vendor = next((v for v in VENDOR_PRIORITY if v in found), None) or next(iter(found))
+    vendor = next((v for v in VENDOR_PRIORITY if v in found), next(iter(found)))
     base = found[vendor]
     if vendor == "kvm":
         offered = bool(get(base + 1)[0] & KVM_FEATURE_MSI_EXT_DEST_ID)

@@ -16,6 +16,10 @@ import functools
 import re
 from typing import Iterator, Optional
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
+
 __all__ = [
     "CpumaskError",
     "parse_cpulist",
@@ -244,7 +248,7 @@ def count(mask: int) -> int:
     return bin(mask).count("1")
 
 
-def mask_of(cpus) -> int:
+def mask_of(cpus: Iterable[int]) -> int:
     """The mask holding every CPU number in the iterable ``cpus``."""
     numbers = list(cpus)
     if not numbers:

@@ -13,6 +13,13 @@ from irqagent.cpuid import Leaves
 from irqagent.madt import Madt
 from irqagent.topology import Topology
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    # Where the IRQs' chip names came from: sys/kernel/irq/N, proc/interrupts (old kernels), or nowhere
+    ChipSource = Literal["sysfs", "interrupts", "none"]
+
 
 @dataclass(frozen=True)
 class IrqFacts:
@@ -60,6 +67,6 @@ class Facts:
     apic_base: Optional[int] = None  # IA32_APIC_BASE of cpuid_cpu's CPU (dev/cpu/N/msr)
     apic_base_note: str = ""  # why apic_base is None
     platform_files: PlatformFiles = field(default_factory=PlatformFiles)
-    chip_source: str = "sysfs"  # sysfs | interrupts | none
+    chip_source: ChipSource = "sysfs"
     default_affinity_text: Optional[str] = None
     numa_nodes: Mapping[int, int] = field(default_factory=dict)  # node -> cpumask

@@ -12,13 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import AbstractSet, Dict, Literal
+
+    from irqagent.cpuid import Vendor
+
+    # The hypervisor implementations the agent tells apart (DMI, CPUID, ACPI OEM, buses)
+    Vmm = Literal["qemu", "cloud-hypervisor", "ec2-nitro", "xen", "vmware", "hyper-v", "bhyve", "gce", "firecracker"]
+
 # -- identity ------------------------------------------------------------------------
 
 # DMI sys_vendor / product_name / bios_vendor (sys/class/dmi/id) as the hypervisors write them:
 # QEMU: hw/smbios/smbios.c defaults ("QEMU"); Cloud Hypervisor: its SMBIOS tables
 # ("Cloud Hypervisor"); Hyper-V: "Microsoft Corporation" / "Virtual Machine"; Xen HVM:
 # "Xen" / "HVM domU"; EC2 Nitro: "Amazon EC2"; bhyve: bios_vendor "BHYVE"; VMware: "VMware, Inc.".
-DMI_VENDORS: Tuple[Tuple[str, str, str], ...] = (  # (field, value prefix, vmm)
+DMI_VENDORS: Tuple[Tuple[str, str, Vmm], ...] = (  # (field, value prefix, vmm)
     ("sys_vendor", "QEMU", "qemu"),
     ("sys_vendor", "Cloud Hypervisor", "cloud-hypervisor"),
     ("sys_vendor", "Amazon EC2", "ec2-nitro"),
@@ -34,25 +43,25 @@ DMI_VENDORS: Tuple[Tuple[str, str, str], ...] = (  # (field, value prefix, vmm)
 # ACPI OEM ID of the MADT -> vmm: QEMU's "BOCHS " (hw/acpi/aml-build.c ACPI_BUILD_APPNAME6), Firecracker's
 # "FIRECK" (src/acpi-tables; seen on this project's development machine), Cloud Hypervisor's "CLOUDH"
 # (vmm/src/acpi.rs).  Weaker than DMI (firmware can be swapped), stronger than a shared CPUID signature.
-ACPI_OEMS = {"BOCHS": "qemu", "FIRECK": "firecracker", "CLOUDH": "cloud-hypervisor"}
+ACPI_OEMS: Dict[str, Vmm] = {"BOCHS": "qemu", "FIRECK": "firecracker", "CLOUDH": "cloud-hypervisor"}
 
 # CPUID vendor signature -> vmm, where the signature alone names the implementation.
 # KVM's "KVMKVMKVM" is shared by QEMU, Cloud Hypervisor, Firecracker, crosvm...: DMI tells them apart.
-CPUID_VMMS = {"tcg": "qemu", "hyperv": "hyper-v", "xen": "xen", "bhyve": "bhyve", "vmware": "vmware"}
+CPUID_VMMS: Dict[Vendor, Vmm] = {"tcg": "qemu", "hyperv": "hyper-v", "xen": "xen", "bhyve": "bhyve", "vmware": "vmware"}
 
 
 @dataclass(frozen=True)
 class Identity:
-    vmm: Optional[str]  # None: not known
+    vmm: Optional[Vmm]  # None: not known
     evidence: str  # one phrase: how it was told
 
 
 def identify_vmm(
     dmi: Mapping[str, str],
-    cpuid_vendor: Optional[str],
+    cpuid_vendor: Optional[Vendor],
     vmbus: bool,
-    iommu_tables: frozenset,
-    chips: frozenset,
+    iommu_tables: AbstractSet[str],
+    chips: AbstractSet[str],
     acpi_oem: Optional[str] = None,
 ) -> Identity:
     """The hypervisor implementation, from DMI first (it names the VMM), then CPUID, the ACPI OEM, sysfs."""
@@ -84,7 +93,7 @@ def identify_vmm(
 class VmmException:
     """A controller that a hypervisor delivers narrower than the kernel's platform mode."""
 
-    vmm: str
+    vmm: Vmm
     chip: str  # exact chip name
     source: str  # where the rule comes from
     reason: str  # the detail shown to the operator
@@ -116,7 +125,7 @@ EXCEPTIONS: Tuple[VmmException, ...] = (
 )
 
 
-def exception_for(vmm: Optional[str], chip: str) -> Optional[VmmException]:
+def exception_for(vmm: Optional[Vmm], chip: str) -> Optional[VmmException]:
     for row in EXCEPTIONS:
         if row.vmm == vmm and row.chip == chip:
             return row

@@ -23,6 +23,10 @@ from irqagent.facts import Facts, IrqFacts, PlatformFiles
 from irqagent.interrupts import InterruptsFormatError, parse_interrupts
 from irqagent.topology import build_topology
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from irqagent.facts import ChipSource
+
 READ_CHUNK = 1 << 18
 WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 # Every file is opened without blocking (a FIFO or a device under --root must not hang
@@ -520,7 +524,7 @@ class KernelTree:
             self.platform_files = self.read_platform_files()
         irq_numbers = self.irq_numbers()
         sys_irq = os.path.isdir(self.path(SYS_IRQ))
-        chip_source = "sysfs" if sys_irq else "none"
+        chip_source: ChipSource = "sysfs" if sys_irq else "none"
         from_interrupts: Dict[int, Tuple[str, str]] = {}
         if not sys_irq:
             text = self.read_optional(INTERRUPTS)

@@ -19,6 +19,12 @@ from typing import Dict, Optional
 
 from irqagent.textform import number_rows
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, Mapping
+
+    ApicMode = Literal["x2apic", "xapic"]  # the local APIC mode the kernel runs (IA32_APIC_BASE EXTD)
+
 IA32_APIC_BASE = 0x1B
 APIC_BASE_BSP = 1 << 8
 APIC_BASE_EXTD = 1 << 10
@@ -41,7 +47,7 @@ def parse_text(text: str) -> Dict[int, int]:
     return values
 
 
-def format_text(values: Dict[int, int], header: str = "") -> str:
+def format_text(values: Mapping[int, int], header: str = "") -> str:
     lines = [f"# {line}" for line in header.splitlines()]
     lines.append("# MSR VALUE")
     lines.extend(f"{msr:#x} {value:#018x}" for msr, value in sorted(values.items()))
@@ -52,10 +58,11 @@ def decode_bytes(data: bytes) -> int:
     """The 8 bytes the msr driver returns, little-endian."""
     if len(data) != 8:
         raise MsrFormatError(f"an MSR read must return 8 bytes, got {len(data)}")
-    return struct.unpack("<Q", data)[0]
+    value: int = struct.unpack("<Q", data)[0]
+    return value
 
 
-def apic_mode(apic_base: Optional[int]) -> Optional[str]:
+def apic_mode(apic_base: Optional[int]) -> Optional[ApicMode]:
     """``x2apic`` / ``xapic`` from IA32_APIC_BASE, None when unknown or the APIC is disabled."""
     if apic_base is None or not apic_base & APIC_BASE_ENABLE:
         return None

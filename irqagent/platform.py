@@ -28,11 +28,29 @@ from irqagent.facts import Facts
 from irqagent.hypervisors import identify_vmm
 from irqagent.topology import FirmwareCpu
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Literal, Mapping
+
+    from irqagent.cpuid import Vendor
+    from irqagent.hypervisors import Vmm
+    from irqagent.msr import ApicMode
+
+    ApicDestination = Literal["8bit", "15bit"]  # non-remapped IO-APIC/MSI: APIC IDs 0-255, or 0-32767
+    Source = Literal["config", "chip", "inferred", "cpuid", "default"]  # what decided the APIC destination
+    VendorSource = Literal["cpuid", "inferred", "default"]  # what told the hypervisor interface
+    ModeSource = Literal["msr", "inferred"]  # what told the kernel's APIC mode
+
 # The first kernel that uses each hypervisor's extended destination ID leaf
 # (arch/x86/kernel/kvm.c kvm_msi_ext_dest_id, arch/x86/xen/enlighten_hvm.c,
 # arch/x86/kernel/cpu/mshyperv.c ms_hyperv_msi_ext_dest_id: all 5.11;
 # arch/x86/kernel/cpu/bhyve.c was posted in August 2025: the first release after it is 6.18).
-EXT_DEST_ID_KERNEL = {"kvm": (5, 11), "xen": (5, 11), "hyperv": (5, 11), "bhyve": (6, 18)}
+EXT_DEST_ID_KERNEL: Mapping[Vendor, Tuple[int, int]] = {
+    "kvm": (5, 11),
+    "xen": (5, 11),
+    "hyperv": (5, 11),
+    "bhyve": (6, 18),
+}
 MAX_8BIT_APIC_ID = 255  # x2APIC without remapping: x2apic_set_max_apicid(255)
 MAX_XAPIC_APIC_ID = 254  # xAPIC: default_apic_id_valid accepts IDs < 255
 MAX_15BIT_APIC_ID = 32767  # with the extended destination ID: x2apic_set_max_apicid(32767)
@@ -55,16 +73,16 @@ def is_remapping_chip(chip: str) -> bool:
 
 @dataclass(frozen=True)
 class Platform:
-    vendor: str  # the CPUID interface: kvm, xen, hyperv, bhyve, tcg, vmware, none, unknown
-    vendor_source: str  # cpuid | inferred | default
-    vmm: Optional[str]  # the implementation: qemu, cloud-hypervisor, hyper-v, xen, bhyve, ec2-nitro, ...
+    vendor: Vendor  # the CPUID interface
+    vendor_source: VendorSource
+    vmm: Optional[Vmm]  # the implementation
     vmm_evidence: str
     ext_dest_id: bool  # the kernel uses 15-bit destinations
     ext_dest_id_offered: Optional[bool]  # what CPUID offers; None without a CPUID answer
-    source: str  # what decided apic_destination: inferred | cpuid | chip | config | default
-    apic_destination: str  # 8bit | 15bit: the destination of non-remapped IO-APIC/MSI
-    apic_mode: Optional[str]  # x2apic | xapic | None (cannot be told)
-    mode_source: Optional[str]  # msr | inferred | None
+    source: Source  # what decided apic_destination
+    apic_destination: ApicDestination  # the destination of non-remapped IO-APIC/MSI
+    apic_mode: Optional[ApicMode]  # None: cannot be told
+    mode_source: Optional[ModeSource]
     remapped: bool  # interrupt remapping is on (IR- chips, not the Hyper-V stub)
     hyperv_stub: bool  # Hyper-V's IOMMU stub (IR-IO-APIC without remapping)
     x2apic_cluster: bool  # non-remapped MSIs carry x2APIC cluster (logical) destinations
@@ -95,7 +113,7 @@ class Platform:
         return MAX_15BIT_APIC_ID if self.ext_dest_id else MAX_8BIT_APIC_ID
 
 
-def decide_apic_mode(facts: Facts, remapped: bool) -> Tuple[Optional[str], Optional[str], str]:
+def decide_apic_mode(facts: Facts, remapped: bool) -> Tuple[Optional[ApicMode], Optional[ModeSource], str]:
     """(mode, source, note): IA32_APIC_BASE when readable, else evidence, else unknown."""
     mode = msr_mod.apic_mode(facts.apic_base)
     if mode is not None:
@@ -119,12 +137,15 @@ def decide_platform(
 ) -> Platform:
     """``offline``: the MADT's vCPUs that are not online (see :func:`irqagent.topology.offline_cpus`)."""
     chips = frozenset(chips)
-    notes = []
+    notes: List[str] = []
     files = facts.platform_files
     version = parse_kernel_version(facts.kernel)
     if version is None:
         notes.append("kernel version unknown")
 
+    vendor: Vendor
+    vendor_source: VendorSource
+    offered: Optional[bool]
     if facts.cpuid is not None:
         answer = cpuid_mod.decode(facts.cpuid)
         vendor, vendor_source, offered = answer.vendor, "cpuid", answer.ext_dest_id
@@ -141,7 +162,8 @@ def decide_platform(
         files.madt.oem_id if files.madt is not None else None,
     )
     if vendor_source == "default" and identity.vmm is not None:
-        vendor = {"hyper-v": "hyperv", "xen": "xen"}.get(identity.vmm, "unknown")
+        interfaces: Dict[Vmm, Vendor] = {"hyper-v": "hyperv", "xen": "xen"}
+        vendor = interfaces.get(identity.vmm, "unknown")
         vendor_source = "inferred" if vendor != "unknown" else "default"
 
     # Hyper-V's IOMMU stub names the IO-APIC IR-IO-APIC without remapping anything
@@ -156,6 +178,7 @@ def decide_platform(
     kernel_new = version is not None and version >= EXT_DEST_ID_KERNEL.get(vendor, (5, 11))
     refused_high = [cpu.apic_id for cpu in offline if cpu.cpu is not None and cpu.apic_id > MAX_8BIT_APIC_ID]
 
+    source: Source
     if config.ext_dest_id is not None:
         use15, source = config.ext_dest_id, "config"
         notes.append(f"config sets reachability.ext_dest_id = {str(config.ext_dest_id).lower()}")
@@ -221,7 +244,7 @@ def decide_platform(
     )
 
 
-def _x2apic_cluster(mode: Optional[str], remapped: bool, facts: Facts) -> bool:
+def _x2apic_cluster(mode: Optional[ApicMode], remapped: bool, facts: Facts) -> bool:
     """Linux uses x2APIC cluster (logical) mode with remapping unless ``x2apic_phys`` is on the
     boot line or the FADT forces physical mode (arch/x86/kernel/apic/x2apic_cluster.c,
     x2apic_phys.c); without remapping it forces physical (``x2apic_phys = 1``)."""

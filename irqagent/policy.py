@@ -103,7 +103,7 @@ def _least_loaded(heap: List[Tuple[int, int]], load: Mapping[int, int], used: Se
     if chosen is None:
         chosen = passed.pop(0)
     for cpu in passed:
-        heapq.heappush(heap, (level, cpu))
+        heapq.heappush(heap, (load.get(cpu, 0), cpu))  # fresh entries: their load is level
     return chosen
 
 

@@ -17,15 +17,23 @@ from irqagent import cpumask
 from irqagent.platform import EXT_DEST_ID_KERNEL, MAX_15BIT_APIC_ID, MAX_8BIT_APIC_ID, MAX_XAPIC_APIC_ID, Platform
 from irqagent.topology import FirmwareCpu, Topology
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import AbstractSet, Dict
+
+    from irqagent.hypervisors import Vmm
+
 QEMU_FIX = (
     "Give the guest the extended destination ID (QEMU: -machine kernel-irqchip=split, machine type pc-5.2 or "
     "newer) or a vIOMMU with interrupt remapping (-device intel-iommu,intremap=on,eim=on)"
 )
-FIXES = {
-    # QEMU without KVM (TCG) has no KVM CPUID leaves, hence no extended destination ID; its VT-d
-    # emulation remaps interrupts (the real 288-vCPU captures boot every vCPU with it).
-    "tcg": "QEMU without KVM offers no extended destination ID: give the guest a vIOMMU with interrupt remapping "
-    "(-machine q35 -device intel-iommu,intremap=on,eim=on)",
+# QEMU without KVM (TCG: the CPUID vendor) has no KVM CPUID leaves, hence no extended destination ID;
+# its VT-d emulation remaps interrupts (the real 288-vCPU captures boot every vCPU with it).
+TCG_FIX = (
+    "QEMU without KVM offers no extended destination ID: give the guest a vIOMMU with interrupt remapping "
+    "(-machine q35 -device intel-iommu,intremap=on,eim=on)"
+)
+FIXES: Dict[Vmm, str] = {
     "cloud-hypervisor": "Cloud Hypervisor offers the extended destination ID through KVM: boot a guest kernel 5.11 "
     "or newer that uses it (its IO-APIC interrupts still reach APIC IDs 0-255 only)",
     "hyper-v": "Hyper-V: boot a guest kernel 5.11 or newer on a host that offers the extended destination ID, or "
@@ -91,7 +99,7 @@ def decide_refusals(
     madt_note: str,
     platform: Platform,
     cmdline: str,
-    iommu_tables: frozenset,
+    iommu_tables: AbstractSet[str],
 ) -> Refusal:
     if not madt_readable:
         unknown = tuple(
@@ -119,7 +127,7 @@ def decide_refusals(
     return Refusal(tuple(refused), limit, fix_for(platform, cmdline, iommu_tables, limit))
 
 
-def fix_for(platform: Platform, cmdline: str, iommu_tables: frozenset, limit: int) -> str:
+def fix_for(platform: Platform, cmdline: str, iommu_tables: AbstractSet[str], limit: int) -> str:
     """One sentence: what would let the kernel bring these vCPUs online on this hypervisor."""
     words = cmdline.split()
     if "intremap=off" in words and iommu_tables:
@@ -138,7 +146,7 @@ def fix_for(platform: Platform, cmdline: str, iommu_tables: frozenset, limit: in
             f"{minimum[0]}.{minimum[1]} or newer that runs x2APIC (no nox2apic) to use it"
         )
     if platform.vendor == "tcg":
-        return FIXES["tcg"]
+        return TCG_FIX
     if platform.vmm in FIXES:
         return FIXES[platform.vmm]
     if platform.vmm == "qemu" or platform.vendor == "kvm":

@@ -9,6 +9,12 @@ from irqagent import __version__, cpumask
 from irqagent.plan import STATUSES
 from irqagent.report import Report
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    MetricType = Literal["gauge", "counter"]  # the exposition format's TYPE line (the two this file writes)
+
 
 @dataclass
 class Counters:
@@ -48,7 +54,7 @@ class _Writer:
         self.lines: List[str] = []
 
     def family(
-        self, name: str, kind: str, help_text: str, samples: Iterable[Tuple[Tuple[Tuple[str, str], ...], float]]
+        self, name: str, kind: MetricType, help_text: str, samples: Iterable[Tuple[Tuple[Tuple[str, str], ...], float]]
     ) -> None:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")

@@ -41,7 +41,7 @@ def _cpus(mask: int) -> str:
 
 def summary_line(report: Report) -> str:
     summary = report.summary()
-    statuses = ", ".join(f"{status} {count}" for status, count in summary["by_status"].items())  # type: ignore[union-attr]
+    statuses = ", ".join(f"{status} {count}" for status, count in report.by_status().items())
     line = (
         f"{report.verb}: {summary['irqs']} IRQs, {summary['compliant']} compliant, "
         f"{summary['noncompliant']} non-compliant, {summary['writes']} writes"

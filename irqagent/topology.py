@@ -49,7 +49,7 @@ def parse_cpuinfo(text: str) -> Dict[int, Optional[int]]:
 def has_x2apic_flag(text: str) -> bool:
     """Whether the first CPU's ``flags`` include ``x2apic`` (the CPU supports it)."""
     match = _FLAGS.search(text)
-    return bool(match) and "x2apic" in match.group(1).split()
+    return match is not None and "x2apic" in match.group(1).split()
 
 
 @dataclass(frozen=True)

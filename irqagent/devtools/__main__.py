@@ -10,8 +10,14 @@ from irqagent import cpumask
 from irqagent.devtools.gentree import TreeSpec, guest_irqs, write_tree
 from irqagent.devtools.profiles import PROFILES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Sequence
 
-def main(argv=None) -> int:
+    from irqagent.devtools.gentree import Style
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m irqagent.devtools", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("gen-tree", help="write a synthetic --root tree")
@@ -43,7 +49,8 @@ def main(argv=None) -> int:
     if args.profile:
         spec = PROFILES[args.profile]()
     else:
-        style = args.style or {"xen": "xen", "hyperv": "hyperv"}.get(args.hypervisor, "kvm")
+        host_styles: Dict[str, Style] = {"xen": "xen", "hyperv": "hyperv"}
+        style: Style = args.style or host_styles.get(args.hypervisor, "kvm")
         spec = TreeSpec(
             cpus=args.cpus,
             apic_ids=[cpu * args.apic_stride for cpu in range(args.cpus)] if args.apic_stride != 1 else None,

@@ -24,6 +24,16 @@ from irqagent import cpuid as cpuid_mod
 from irqagent import msr as msr_mod
 from irqagent.devtools.madtgen import qemu_madt
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from irqagent.msr import ApicMode
+
+    Host = Literal["kvm", "tcg", "xen", "hyperv", "bhyve", "none"]  # the CPUID leaves cpuid_leaves() writes
+    Style = Literal["kvm", "remapped", "hyperv", "hyperv-ext", "xen"]  # the IRQ chips guest_irqs() names
+    CpuinfoStyle = Literal["full", "minimal"]  # a real guest's cpuinfo, or only processor/flags/apicid lines
+
 CPUINFO_FLAGS = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
     "syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology nonstop_tsc cpuid "
@@ -55,7 +65,7 @@ class TreeSpec:
     offline: int = 0  # mask of offline CPUs (left out of cpuinfo)
     possible: Optional[int] = None  # nr of possible CPUs (default: cpus)
     kernel: str = "6.1.0-18-amd64"
-    hypervisor: str = "kvm"  # kvm | xen | hyperv | none
+    hypervisor: Host = "kvm"
     ext_dest_id: bool = False
     cpuid: bool = True  # write dev/cpu/N/cpuid (text form)
     sys_kernel_irq: bool = True  # False: old kernel, chips only in proc/interrupts
@@ -63,14 +73,14 @@ class TreeSpec:
     nodes: int = 1
     cmdline: str = "BOOT_IMAGE=/vmlinuz root=/dev/vda1 ro console=ttyS0"
     default_affinity: Optional[int] = None  # mask; default: all possible
-    cpuinfo_style: str = "full"  # full | minimal
+    cpuinfo_style: CpuinfoStyle = "full"
     drivers: Dict[str, str] = field(default_factory=dict)  # BDF -> driver name
     # Firmware and the kernel's APIC state (what tells refused vCPUs and the hypervisor apart):
     madt: bool = True  # write sys/firmware/acpi/tables/APIC (QEMU's layout) for every vCPU
     slots: Tuple[int, ...] = ()  # APIC IDs of MADT hot-plug slots (disabled entries) after the vCPUs
     madt_revision: int = 3  # QEMU 10 writes 3; ACPI 6.3+ firmware 5 (Online Capable slots)
     madt_oem: bytes = b"BOCHS "  # the ACPI OEM ID of the hypervisor's tables
-    apic_mode: Optional[str] = "x2apic"  # IA32_APIC_BASE in dev/cpu/N/msr (text form); None: no msr file
+    apic_mode: Optional[ApicMode] = "x2apic"  # IA32_APIC_BASE in dev/cpu/N/msr (text form); None: no msr file
     dmi: Dict[str, str] = field(default_factory=dict)  # sys/class/dmi/id/<field>
     vmbus: bool = False  # sys/bus/vmbus (Hyper-V)
     acpi_tables: Tuple[str, ...] = ()  # DMAR / IVRS: written as bare headers (presence is what counts)
@@ -106,7 +116,7 @@ BHYVE_FEATURES_EXT_DEST = 0x00000001  # CPUID_BHYVE_FEAT_EXT_DEST_ID, bit 0 of 0
 TCG_SIGNATURE = (0x54474354, 0x43544743, 0x47435447)  # "TCGTCGTCGTCG", as the real QEMU 10 captures show
 
 
-def cpuid_leaves(hypervisor: str, ext_dest_id: bool) -> Dict[Tuple[int, int], cpuid_mod.Regs]:
+def cpuid_leaves(hypervisor: Host, ext_dest_id: bool) -> Dict[Tuple[int, int], cpuid_mod.Regs]:
     """The leaves a host of that kind answers (as far as irqagent looks), with literal values."""
     leaves: Dict[Tuple[int, int], cpuid_mod.Regs] = {(1, 0): LEAF1_HYPERVISOR}
     if hypervisor == "none":
@@ -134,7 +144,7 @@ def cpuid_leaves(hypervisor: str, ext_dest_id: bool) -> Dict[Tuple[int, int], cp
 
 
 # IA32_APIC_BASE of the boot CPU: base 0xFEE00000, bit 11 enable, bit 8 BSP, bit 10 x2APIC (Intel SDM).
-APIC_BASE = {"xapic": 0xFEE00900, "x2apic": 0xFEE00D00}
+APIC_BASE: Dict[ApicMode, int] = {"xapic": 0xFEE00900, "x2apic": 0xFEE00D00}
 
 
 def _write(root: str, rel: str, text: str, mode: int = 0o644) -> None:
@@ -267,14 +277,14 @@ def write_tree(spec: TreeSpec, root: str) -> str:
 
 def _kernel_at_least(kernel: str, major: int, minor: int) -> bool:
     match = re.match(r"([0-9]+)\.([0-9]+)", kernel)
-    return bool(match) and (int(match.group(1)), int(match.group(2))) >= (major, minor)
+    return match is not None and (int(match.group(1)), int(match.group(2))) >= (major, minor)
 
 
 def guest_irqs(
     cpus: int,
     count: int,
     kernel: str = "6.1.0-18-amd64",
-    style: str = "kvm",  # kvm | remapped | hyperv | xen
+    style: Style = "kvm",
     affinity: Optional[str] = None,
     managed_every: int = 0,
     nodes: int = 1,
@@ -332,7 +342,7 @@ def guest_irqs(
     return tuple(irqs[:count])
 
 
-def _msi_chip(style: str, bdf: str, per_bdf: bool) -> str:
+def _msi_chip(style: Style, bdf: str, per_bdf: bool) -> str:
     if style == "xen":
         return "xen-dyn"
     if style.startswith("hyperv"):

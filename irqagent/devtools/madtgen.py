@@ -15,7 +15,13 @@ from typing import Iterable, List, Optional, Sequence
 
 from irqagent import madt
 
-QEMU_OEM = (b"BOCHS ", b"BXPC    ", 1, b"BXPC", 1)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Tuple
+
+    OemFields = Tuple[bytes, bytes, int, bytes, int]  # OEM ID, OEM table ID, OEM revision, creator ID, its revision
+
+QEMU_OEM: OemFields = (b"BOCHS ", b"BXPC    ", 1, b"BXPC", 1)
 LOCAL_APIC_ADDRESS = 0xFEE00000
 PCAT_COMPAT = 1
 # (bus, source IRQ, GSI, flags): IRQ0 -> GSI 2, then the PCI link IRQs level/active-high.
@@ -34,7 +40,7 @@ def io_apic(ioapic_id: int = 0, address: int = 0xFEC00000, gsi_base: int = 0) ->
     return madt.IO_APIC.pack(madt.TYPE_IO_APIC, madt.IO_APIC.size, ioapic_id, 0, address, gsi_base)
 
 
-def build_table(entries: Iterable[bytes], revision: int = 3, oem=QEMU_OEM) -> bytes:
+def build_table(entries: Iterable[bytes], revision: int = 3, oem: OemFields = QEMU_OEM) -> bytes:
     """Header + MADT fields + entries, with length and checksum filled in."""
     body = struct.pack("<II", LOCAL_APIC_ADDRESS, PCAT_COMPAT) + b"".join(entries)
     oem_id, table_id, oem_rev, creator, creator_rev = oem

@@ -19,6 +19,10 @@ from typing import Callable, Dict
 
 from irqagent.devtools.gentree import IrqSpec, TreeSpec, guest_irqs
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence, Tuple
+
 K612 = "6.12.118+deb13-amd64"  # Debian 13, as in the real captures
 K61 = "6.1.0-56-amd64"  # Debian 12
 K510 = "5.10.0-46-amd64"  # Debian 11
@@ -29,7 +33,9 @@ def _mask(first: int, last: int) -> int:
     return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
 
 
-def _managed_blk(first_irq: int, cpus, kernel: str, bdf: str = "0000:00:02.0", queues: int = 4):
+def _managed_blk(
+    first_irq: int, cpus: Sequence[int], kernel: str, bdf: str = "0000:00:02.0", queues: int = 4
+) -> Tuple[IrqSpec, ...]:
     """virtio-blk queue vectors: kernel-managed, spread by the kernel (0444 files from 6.12 only)."""
     read_only = kernel.startswith("6.12")
     chip = f"PCI-MSIX-{bdf}" if not kernel.startswith(("5.", "6.1.")) else "PCI-MSI"
