@@ -277,6 +277,10 @@ class KernelTree:
     def write_default_affinity(self, text: str) -> None:
         self._write_whole(DEFAULT_AFFINITY, text)
 
+    def read_default_affinity(self) -> str:
+        """``default_smp_affinity`` as read back after a write; raises OSError."""
+        return self._read(DEFAULT_AFFINITY, attribute=True)
+
     def _write_whole(self, rel: str, text: str) -> None:
         """procfs takes one ``write()`` as a whole or refuses it.  A file tree under --root
         (a snapshot, a test tree) gets the same guarantee by temp file + rename, so that

@@ -189,11 +189,15 @@ def test_plan_invariants(irq_masks, online, excluded):
     config = Config(policy=Policy(exclude_cpus=excluded))
     plan = plan_for(facts, config)
     reachable = online & ((1 << 256) - 1)  # Cloud Hypervisor's IO-APIC: APIC IDs 0-255
+    writes = {write.irq: write for write in plan.writes}
+    assert sorted(writes) == [row.irq for row in plan.rows if row.status == "would-change"]
     for row, (mask, _) in zip(plan.rows, irq_masks):
         if row.status == "would-change":
-            assert row.target_mask and row.target_mask & ~reachable == 0
+            target = cpumask.parse_cpulist(row.target)
+            assert writes[row.irq].target == target and writes[row.irq].current == mask
+            assert target and target & ~reachable == 0
             if reachable & ~excluded:
-                assert row.target_mask & excluded == 0
+                assert target & excluded == 0
         if row.status == "unreachable":
             assert reachable == 0
         if not mask & online:  # no online CPU in the mask: complies, never rewritten
