@@ -37,6 +37,7 @@ from irqagent import cpumask, trust
 from irqagent.errors import StateError
 from irqagent.journal_entry import MAX_CPUS, JournalEntry
 from irqagent.kernel import BOOT_ID_FORM
+from irqagent.output import replace_in
 from irqagent.paths import DEFAULT_STATE_DIR  # noqa: F401 - the default lives in paths; kept importable here
 
 SCHEMA = "irqagent.journal/2"
@@ -440,39 +441,17 @@ class JournalStore:
 
     def save(self, journal: Journal) -> None:
         """Replace the journal atomically and durably (or remove it when empty)."""
-        import secrets
-
         self.state.open(create=True)
         dir_fd = self.state.fd
-        temp = None
+        assert dir_fd is not None
         try:
             if journal.empty:
                 try:
                     os.unlink(FILENAME, dir_fd=dir_fd)
                 except FileNotFoundError:
                     return
+                os.fsync(dir_fd)
             else:
-                data = encode(journal).encode()
-                temp = TEMP_PREFIX + secrets.token_hex(8)
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_OPEN, 0o600, dir_fd=dir_fd)
-                try:
-                    self._write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(temp, FILENAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                temp = None
-            os.fsync(dir_fd)
+                replace_in(dir_fd, FILENAME, encode(journal).encode(), 0o600, TEMP_PREFIX + os.urandom(8).hex())
         except OSError as exc:
-            if temp is not None:
-                try:
-                    os.unlink(temp, dir_fd=dir_fd)
-                except OSError:
-                    pass
             raise JournalWriteError(self.path, _strerror(exc)) from None
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]

@@ -304,18 +304,13 @@ class KernelTree:
 
     @staticmethod
     def _replace_file(path: str, data: bytes, mode: int) -> None:
-        temp = path + TEMP_SUFFIX
+        from irqagent.output import replace_path
+
         try:
-            os.unlink(temp)  # a stray one from a killed run (unlink never follows a symlink)
+            os.unlink(path + TEMP_SUFFIX)  # a stray one from a killed run (unlink never follows a symlink)
         except FileNotFoundError:
             pass
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        try:
-            os.write(fd, data)
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
+        replace_path(path, data, mode, os.path.basename(path) + TEMP_SUFFIX)
 
     def remove_stray_temps(self, irqs: List[int]) -> int:
         """Remove the temp files of writes by rename that a killed run left in a file tree
