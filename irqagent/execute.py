@@ -262,9 +262,9 @@ def _execute(
     target = write.target
     first_errno = outcome.errno
     details = []
-    if not outcome.ok and outcome.errno == "ENOSPC" and write.fallback:
+    if outcome.outcome is not None and outcome.outcome.widen and write.fallback:
         larger = cpumask.format_cpulist(write.fallback)
-        details.append(f"ENOSPC (no free vector) on CPUs {planned}: retried on {larger}")
+        details.append(f"{outcome.errno} ({outcome.outcome.detail}) on CPUs {planned}: retried on {larger}")
         target = write.fallback
         entry = replace(entry, pending=cpumask.format_for_file(target, write.file, nr_cpu_ids))
         journal_first(entry)

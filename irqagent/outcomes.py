@@ -16,29 +16,33 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Outcome:
     status: Status  # the IRQ's report status (SPEC statuses)
-    permanent: bool  # the same write would be refused again: the daemon does not retry it
     detail: str  # what it means, for the IRQ's detail
+    retry: bool = False  # transient: the daemon tries the same write again on its next pass
+    widen: bool = False  # apply tries once more on every allowed CPU (when that is a larger set)
     fatal: bool = False  # nothing can be written at all: the run stops (exit 2)
 
 
-FATAL = Outcome("failed", True, "/proc is read-only or writes are not permitted", fatal=True)
+FATAL = Outcome("failed", "/proc is read-only or writes are not permitted", fatal=True)
 REFUSED = "the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)"
+BEYOND = "a CPU beyond the kernel's nr_cpu_ids"
 
+# Every other errno is permanent: the daemon remembers the refusal and does not repeat the
+# write until the mask, the target or the config changes.
 TABLE: Dict[int, Outcome] = {
-    errno_mod.EINVAL: Outcome("failed", True, "the kernel refused this mask for this IRQ"),
-    errno_mod.ENOSPC: Outcome("failed", True, "no free vector on the target CPUs"),
-    errno_mod.EOVERFLOW: Outcome("failed", True, "a CPU beyond the kernel's nr_cpu_ids"),
-    errno_mod.ERANGE: Outcome("failed", True, "a CPU beyond the kernel's nr_cpu_ids"),
-    errno_mod.EIO: Outcome("managed", True, REFUSED),
-    errno_mod.EPERM: Outcome("managed", True, REFUSED),
+    errno_mod.EINVAL: Outcome("failed", "the kernel refused this mask for this IRQ"),
+    errno_mod.ENOSPC: Outcome("failed", "no free vector on the target CPUs", widen=True),
+    errno_mod.EOVERFLOW: Outcome("failed", BEYOND),
+    errno_mod.ERANGE: Outcome("failed", BEYOND),
+    errno_mod.EIO: Outcome("managed", REFUSED),
+    errno_mod.EPERM: Outcome("managed", REFUSED),
     errno_mod.EBUSY: Outcome(
-        "failed", False, "the previous move of this interrupt has not completed yet: retrying on the next pass"
+        "failed", "the previous move of this interrupt has not completed yet: retrying on the next pass", retry=True
     ),
-    errno_mod.ENOENT: Outcome("vanished", False, "the IRQ was freed meanwhile"),
+    errno_mod.ENOENT: Outcome("vanished", "the IRQ was freed meanwhile"),
     errno_mod.EROFS: FATAL,
     errno_mod.EACCES: FATAL,
 }
-UNKNOWN = Outcome("failed", True, "the kernel refused the write")
+UNKNOWN = Outcome("failed", "the kernel refused the write")
 
 
 def outcome_of(code: int) -> Outcome:
@@ -50,9 +54,7 @@ def default_affinity_outcome(code: int) -> Outcome:
     """The outcome of a refused write to ``default_smp_affinity``: the file always exists and
     belongs to no IRQ, so anything but a fatal errno is a plain failure."""
     outcome = outcome_of(code)
-    if outcome.fatal or outcome.status == "failed":
-        return outcome
-    return Outcome("failed", outcome.permanent, outcome.detail)
+    return outcome if outcome.fatal else Outcome("failed", "")
 
 
 def errno_name(code: int) -> str:
@@ -60,14 +62,10 @@ def errno_name(code: int) -> str:
     return errno_mod.errorcode.get(code, f"errno {code}")
 
 
-def code_of(name: str) -> int:
-    """The errno code of a name ``errno_name`` made (0 when unknown)."""
+def outcome_named(name: str) -> Outcome:
+    """The outcome of the errno a report row names (``errno_name``'s form)."""
     if name.startswith("errno "):
-        return int(name[6:]) if name[6:].isdigit() else 0
-    return getattr(errno_mod, name, 0) if name.isupper() else 0
-
-
-def retried(name: str) -> bool:
-    """A write refused with this errno (by name, as reports carry it) is tried again on the
-    next pass: the kernel may take it then (EBUSY: a move still in flight)."""
-    return not outcome_of(code_of(name)).permanent
+        code = int(name[6:]) if name[6:].isdigit() else -1
+    else:
+        code = getattr(errno_mod, name, -1) if name.isupper() and name.isidentifier() else -1
+    return outcome_of(code)

@@ -520,7 +520,7 @@ def test_ebusy_is_retried_next_pass(tree, tmp_path):
     assert (row.status, row.errno) == ("failed", "EBUSY") and "retrying" in row.detail
     from irqagent.outcomes import outcome_of
 
-    assert outcome_of(errno.EBUSY).permanent is False and outcome_of(errno.EINVAL).permanent is True
+    assert outcome_of(errno.EBUSY).retry is True and outcome_of(errno.EINVAL).retry is False
 
 
 # -- a journal save that fails -------------------------------------------------------------------
