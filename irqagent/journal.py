@@ -31,14 +31,20 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from irqagent import cpumask, trust
 from irqagent.errors import StateError
 from irqagent.journal_entry import MAX_CPUS, JournalEntry
 from irqagent.kernel import BOOT_ID_FORM
 from irqagent.output import replace_in
-from irqagent.paths import DEFAULT_STATE_DIR  # noqa: F401 - the default lives in paths; kept importable here
+
+if TYPE_CHECKING:
+    from typing import Literal, NoReturn
+
+    from irqagent.kernel import KernelTree
+
+    Relation = Literal["current", "stale", "foreign"]
 
 SCHEMA = "irqagent.journal/2"
 FILENAME = "journal.json"
@@ -64,7 +70,7 @@ class Scope:
     boot_id: Optional[str]
 
 
-def scope_of(tree) -> Scope:
+def scope_of(tree: KernelTree) -> Scope:
     """The scope of a ``KernelTree``."""
     return Scope(os.path.realpath(tree.root), tree.boot_id())
 
@@ -80,7 +86,7 @@ class Journal:
     def empty(self) -> bool:
         return not self.entries and self.default_affinity is None
 
-    def relation(self, scope: Scope) -> str:
+    def relation(self, scope: Scope) -> Relation:
         """``current``, ``stale`` (an earlier boot of this root) or ``foreign`` (another root)."""
         if self.empty:
             return "current"
@@ -110,7 +116,7 @@ def new_entry(
 # -- encoding ------------------------------------------------------------------------
 
 
-def _checksum(body: dict) -> str:
+def _checksum(body: Dict[str, Any]) -> str:
     import hashlib
     import json
 
@@ -118,7 +124,7 @@ def _checksum(body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _entry_dict(entry: JournalEntry) -> dict:
+def _entry_dict(entry: JournalEntry) -> Dict[str, Any]:
     return {
         "original": entry.original,
         "written": entry.written,
@@ -130,7 +136,7 @@ def _entry_dict(entry: JournalEntry) -> dict:
     }
 
 
-def _body(journal: Journal) -> dict:
+def _body(journal: Journal) -> Dict[str, Any]:
     return {
         "root": journal.root,
         "boot_id": journal.boot_id,
@@ -153,7 +159,7 @@ class _Damaged(Exception):
     pass
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise _Damaged(f"{name} is not a number")
 
 
@@ -202,7 +208,7 @@ def _decode(text: str) -> Journal:
     return Journal(entries, default_entry, root, boot_id)
 
 
-def _entry(irq: int, raw, files) -> JournalEntry:
+def _entry(irq: int, raw: object, files: Tuple[str, ...]) -> JournalEntry:
     what = "the default_smp_affinity entry" if irq < 0 else f"entry for IRQ {irq}"
     if not isinstance(raw, dict) or set(raw) != ENTRY_KEYS:
         raise _Damaged(f"{what} is malformed (keys must be {sorted(ENTRY_KEYS)})")
@@ -256,7 +262,7 @@ class StateDir:
     path: str
     fd: Optional[int] = None
     locked: bool = False
-    _identity: Optional[tuple] = field(default=None, repr=False)
+    _identity: Optional[Tuple[int, int]] = field(default=None, repr=False)
 
     def open(self, create: bool) -> bool:
         """Open (and with ``create`` make, 0700) the directory and check it can be trusted.
@@ -333,7 +339,7 @@ class StateDir:
     def __enter__(self) -> "StateDir":
         return self.lock()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _write_pid(self) -> None:
@@ -386,16 +392,6 @@ def _hint(exc: OSError) -> str:
 
 class StateLock(StateDir):
     """``with StateLock(path) as state:`` -- the state directory, locked."""
-
-    def __init__(self, path: str):
-        super().__init__(path)
-
-    def acquire(self) -> "StateLock":
-        self.lock()
-        return self
-
-    def release(self) -> None:
-        self.close()
 
 
 class JournalStore:

@@ -22,6 +22,7 @@ from irqagent.topology import known_apic_ids, offline_cpus
 
 if TYPE_CHECKING:  # the executor is imported by the commands that write, when they run
     from irqagent.execute import Execution
+    from irqagent.journal import Relation
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,14 @@ def build_model(facts: Facts, config: Config, journal: Journal) -> Model:
     return Model(facts, platform, controllers, plan, refusal, apic_ids)
 
 
-def _report(command: str, model: Model, started: float, outcome: Optional[Execution] = None, **kwargs) -> Report:
+def _report(
+    command: str,
+    model: Model,
+    started: float,
+    outcome: Optional[Execution] = None,
+    dry_run: bool = False,
+    not_restored: int = 0,
+) -> Report:
     """The Report of a run: the plan as it stands, or what the executor made of it."""
     return Report(
         command=command,
@@ -69,7 +77,8 @@ def _report(command: str, model: Model, started: float, outcome: Optional[Execut
         exclusion=model.plan.exclusion,
         timestamp=time.time(),
         duration=time.monotonic() - started,
-        **kwargs,
+        dry_run=dry_run,
+        not_restored=not_restored,
     )
 
 
@@ -90,7 +99,7 @@ def peek_journal(store: Optional[JournalStore], scope: Scope, warn: TextIO = sys
     return journal
 
 
-def _not_used(store: JournalStore, journal: Journal, relation: str) -> str:
+def _not_used(store: JournalStore, journal: Journal, relation: Relation) -> str:
     if relation == "foreign":
         return f"journal {store.path} holds {journal.describe()}, not this root: not used"
     return f"journal {store.path} holds {journal.describe()} from an earlier boot (boot ID {journal.boot_id}): history"

@@ -108,7 +108,7 @@ def test_lock_is_exclusive_across_processes(tmp_path):
     with StateLock(str(tmp_path)):
         code = (
             "import sys; from irqagent.journal import StateLock; from irqagent.errors import StateError\n"
-            f"try:\n    StateLock({str(tmp_path)!r}).acquire()\nexcept StateError as e:\n    print(e); sys.exit(3)\n"
+            f"try:\n    StateLock({str(tmp_path)!r}).lock()\nexcept StateError as e:\n    print(e); sys.exit(3)\n"
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert result.returncode == 3
