@@ -37,7 +37,6 @@ from irqagent import cpumask, trust
 from irqagent.errors import StateError
 from irqagent.journal_entry import MAX_CPUS, JournalEntry
 from irqagent.kernel import BOOT_ID_FORM
-from irqagent.output import replace_in
 
 if TYPE_CHECKING:
     from typing import Literal, NoReturn
@@ -437,6 +436,8 @@ class JournalStore:
 
     def save(self, journal: Journal) -> None:
         """Replace the journal atomically and durably (or remove it when empty)."""
+        from irqagent.output import replace_in  # the writers' module: read-only commands do not load it
+
         self.state.open(create=True)
         dir_fd = self.state.fd
         assert dir_fd is not None
