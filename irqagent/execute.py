@@ -26,10 +26,11 @@ from irqagent.journal import Journal, JournalStore, JournalWriteError, new_entry
 from irqagent.journal_entry import JournalEntry, settled
 from irqagent.kernel import DEFAULT_AFFINITY, PROC_IRQ, KernelTree, describe_oserror
 from irqagent.outcomes import Outcome, default_affinity_outcome, errno_name, outcome_of
-from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite, RowChange
+from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite
 from irqagent.topology import Topology
 
 if TYPE_CHECKING:
+    from irqagent.plan import Status
     from irqagent.report import Report
 
 
@@ -65,6 +66,26 @@ def changed_phrase(irqs: List[int], default: bool) -> str:
     """Exactly what a run changed, for the message that stops it."""
     items = ([f"IRQs {numbers_text(irqs)}"] if irqs else []) + (["default_smp_affinity"] if default else [])
     return " and ".join(items) if items else "nothing"
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """New values for a report row: what a write came to, or what restore decided."""
+
+    status: Status
+    detail: str
+    target: Optional[str] = None
+    errno: Optional[str] = None
+    compliant: Optional[bool] = None  # None: as it was
+
+    def to_row(self, row: IrqRow) -> IrqRow:
+        compliant = row.compliant if self.compliant is None else self.compliant
+        return replace(
+            row, status=self.status, detail=self.detail, target=self.target, errno=self.errno, compliant=compliant
+        )
+
+    def to_default_row(self, row: DefaultAffinityRow) -> DefaultAffinityRow:
+        return replace(row, status=self.status, detail=self.detail, target=self.target, errno=self.errno)
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,14 @@ The plan is the same for ``audit``, ``apply --dry-run`` and ``apply``: report ro
 (``IrqRow``, ``DefaultAffinityRow``) and, apart, the writes the executor may make
 (``PlannedWrite``, one per ``would-change`` row).  The executor turns planned writes
 into outcomes; the report rows after a run are the plan's rows with those outcomes
-(``RowChange``).
+(``execute.RowChange``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
@@ -111,26 +111,6 @@ class PlannedWrite:
 
 
 @dataclass(frozen=True)
-class RowChange:
-    """New values for a report row: what a write came to, or what restore decided."""
-
-    status: Status
-    detail: str
-    target: Optional[str] = None
-    errno: Optional[str] = None
-    compliant: Optional[bool] = None  # None: as it was
-
-    def to_row(self, row: IrqRow) -> IrqRow:
-        compliant = row.compliant if self.compliant is None else self.compliant
-        return replace(
-            row, status=self.status, detail=self.detail, target=self.target, errno=self.errno, compliant=compliant
-        )
-
-    def to_default_row(self, row: DefaultAffinityRow) -> DefaultAffinityRow:
-        return replace(row, status=self.status, detail=self.detail, target=self.target, errno=self.errno)
-
-
-@dataclass(frozen=True)
 class Plan:
     rows: Tuple[IrqRow, ...]
     default_affinity: Optional[DefaultAffinityRow]
@@ -139,14 +119,14 @@ class Plan:
     default_write: Optional[PlannedWrite] = None  # when the default affinity is "would-change"
     masks: Mapping[int, int] = field(default_factory=dict)  # every IRQ whose mask parsed: that mask
 
-    def without_writes(self, changes: Mapping[int, RowChange]) -> Plan:
-        """The plan with these IRQs' writes dropped and their rows changed (the daemon does not
+    def without_writes(self, rows: Mapping[int, IrqRow]) -> Plan:
+        """The plan with these IRQs' writes dropped and their rows replaced (the daemon does not
         repeat a write the kernel refused before)."""
-        if not changes:
+        if not rows:
             return self
-        rows = tuple(changes[row.irq].to_row(row) if row.irq in changes else row for row in self.rows)
-        writes = tuple(write for write in self.writes if write.irq not in changes)
-        return Plan(rows, self.default_affinity, self.exclusion, writes, self.default_write, self.masks)
+        kept = tuple(rows.get(row.irq, row) for row in self.rows)
+        writes = tuple(write for write in self.writes if write.irq not in rows)
+        return Plan(kept, self.default_affinity, self.exclusion, writes, self.default_write, self.masks)
 
 
 def mode_of(rule: Optional[Rule], config: Config) -> str:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.errors import StateError
-from irqagent.execute import Execution, changed_phrase, write_and_verify
+from irqagent.execute import Execution, RowChange, changed_phrase, write_and_verify
 from irqagent.facts import Facts, IrqFacts
 from irqagent.journal import Journal, JournalStore, JournalWriteError, Scope
 from irqagent.journal_entry import JournalEntry
 from irqagent.kernel import KernelTree
-from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite, RowChange
+from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite
 
 if TYPE_CHECKING:
     from irqagent.controllers import Controller

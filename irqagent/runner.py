@@ -14,7 +14,7 @@ from irqagent.errors import StateError
 from irqagent.facts import Facts
 from irqagent.journal import EMPTY, Journal, JournalStore, Scope, fresh, scope_of
 from irqagent.kernel import KernelTree
-from irqagent.plan import IrqRow, Plan, RowChange, make_plan, may_spread
+from irqagent.plan import IrqRow, Plan, make_plan, may_spread
 from irqagent.platform import Platform, decide_platform
 from irqagent.refused import Refusal, decide_refusals
 from irqagent.report import Report
@@ -184,16 +184,16 @@ def _remove_stray_temps(tree: KernelTree, store: JournalStore, facts: Facts) -> 
         tree.remove_stray_temps([irq.irq for irq in facts.irqs])
 
 
-def _not_again(plan: Plan, refused: Callable[[IrqRow], Optional[IrqRow]]) -> Dict[int, RowChange]:
-    """The planned writes the kernel refused before, with that earlier outcome."""
-    changes: Dict[int, RowChange] = {}
+def _not_again(plan: Plan, refused: Callable[[IrqRow], Optional[IrqRow]]) -> Dict[int, IrqRow]:
+    """The rows of planned writes the kernel refused before, with that earlier outcome."""
+    rows: Dict[int, IrqRow] = {}
     planned = {write.irq for write in plan.writes}
     for row in plan.rows:
         earlier = refused(row) if row.irq in planned else None
         if earlier is not None:
             detail = f"{earlier.detail}; refused before: not retried until the mask, target or config changes"
-            changes[row.irq] = RowChange(earlier.status, detail, row.target, earlier.errno)
-    return changes
+            rows[row.irq] = replace(row, status=earlier.status, errno=earlier.errno, detail=detail)
+    return rows
 
 
 def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bool, dry_run: bool = False) -> Report:
