@@ -1,4 +1,6 @@
-"""Turn ``would-change`` rows into verified writes: journal first, write, read back.
+"""Turn the plan's planned writes into verified writes: journal first, write, read back.
+
+Each write's outcome is a ``RowChange``; the report rows are the plan's rows with them.
 
 Order of events for one ``apply``:
 
