@@ -41,6 +41,7 @@ from irqagent.errors import ExitStatus, IrqagentError
 from irqagent.journal import JournalStore, StateDir, StateLock
 from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier, watchdog_interval
+from irqagent.outcomes import outcome_named
 from irqagent.output import write_atomic
 from irqagent.plan import IrqRow
 from irqagent.render_prometheus import Counters, render_prometheus
@@ -228,7 +229,7 @@ class Daemon:
     def _remember_refusals(self, report: Report) -> None:
         self.state.retry = False
         for row in report.rows:
-            if row.errno == "EBUSY":  # a move still in flight: try again, do not remember
+            if row.errno and outcome_named(row.errno).retry:  # EBUSY, a move still in flight: try again
                 self.state.retry = True
                 self.state.refused.pop(row.irq, None)
             elif row.status in ("failed", "managed") and row.errno and row.target is not None:

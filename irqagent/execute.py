@@ -1,4 +1,6 @@
-"""Turn ``would-change`` rows into verified writes: journal first, write, read back.
+"""Turn the plan's planned writes into verified writes: journal first, write, read back.
+
+Each write's outcome is a ``RowChange``; the report rows are the plan's rows with them.
 
 Order of events for one ``apply``:
 
@@ -18,17 +20,20 @@ holds (original, previous write or new write): ``irqagent restore`` can always u
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.errors import IrqagentError, StateError
-from irqagent.journal import Journal, JournalEntry, JournalStore, JournalWriteError, new_entry, settled
+from irqagent.journal import Journal, JournalStore, JournalWriteError, new_entry
+from irqagent.journal_entry import JournalEntry, settled
 from irqagent.kernel import DEFAULT_AFFINITY, PROC_IRQ, KernelTree, describe_oserror
-from irqagent.outcomes import Outcome, errno_name, outcome_of
-from irqagent.plan import DefaultAffinityRow, IrqRow, Plan
+from irqagent.outcomes import Outcome, default_affinity_outcome, errno_name, outcome_of
+from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite
 from irqagent.topology import Topology
 
-DEFAULT_AFFINITY_FILE = "default_smp_affinity"
+if TYPE_CHECKING:
+    from irqagent.plan import Status
+    from irqagent.report import Report
 
 
 class FatalWriteError(IrqagentError):
@@ -39,10 +44,10 @@ class UnrecordedWrites(StateError):
     """Writes were made but the journal could not be updated after them.  The journal
     saved before the writes accounts for every one; ``execution`` holds the results."""
 
-    def __init__(self, message: str, execution: "Execution"):
+    def __init__(self, message: str, execution: Execution):
         super().__init__(message)
         self.execution = execution
-        self.report = None  # set by the runner: the report of what was done
+        self.report: Optional[Report] = None  # set by the runner: the report of what was done
 
 
 def numbers_text(numbers: List[int]) -> str:
@@ -66,6 +71,26 @@ def changed_phrase(irqs: List[int], default: bool) -> str:
 
 
 @dataclass(frozen=True)
+class RowChange:
+    """New values for a report row: what a write came to, or what restore decided."""
+
+    status: Status
+    detail: str
+    target: Optional[str] = None
+    errno: Optional[str] = None
+    compliant: Optional[bool] = None  # None: as it was
+
+    def to_row(self, row: IrqRow) -> IrqRow:
+        compliant = row.compliant if self.compliant is None else self.compliant
+        return replace(
+            row, status=self.status, detail=self.detail, target=self.target, errno=self.errno, compliant=compliant
+        )
+
+    def to_default_row(self, row: DefaultAffinityRow) -> DefaultAffinityRow:
+        return replace(row, status=self.status, detail=self.detail, target=self.target, errno=self.errno)
+
+
+@dataclass(frozen=True)
 class WriteOutcome:
     ok: bool  # the write was accepted
     errno: Optional[str] = None
@@ -77,26 +102,33 @@ class WriteOutcome:
 
 
 def write_and_verify(tree: KernelTree, irq: int, mask: int, filename: str, nr_cpu_ids: int) -> WriteOutcome:
-    """One write of ``mask`` and one read back.  Raises FatalWriteError on EROFS/EACCES."""
+    """One write of ``mask`` and one read back (``irq`` -1 with ``default_smp_affinity``: the
+    default affinity).  Raises FatalWriteError on EROFS/EACCES."""
+    default = filename == DEFAULT_AFFINITY_FILE
     text = cpumask.format_for_file(mask, filename, nr_cpu_ids)
-    where = f"{tree.path(PROC_IRQ)}/{irq}/{filename}"
+    where = tree.path(DEFAULT_AFFINITY) if default else f"{tree.path(PROC_IRQ)}/{irq}/{filename}"
     try:
-        tree.write_affinity(irq, text, filename)
+        if default:
+            tree.write_default_affinity(text)
+        else:
+            tree.write_affinity(irq, text, filename)
     except OSError as exc:
-        outcome = outcome_of(exc.errno or 0)
+        code = exc.errno or 0
+        outcome = default_affinity_outcome(code) if default else outcome_of(code)
         if outcome.fatal:
             raise FatalWriteError(f"cannot write {where}: {describe_oserror(exc)}") from None
+        detail = f"writing {text} failed: {describe_oserror(exc)}"
         return WriteOutcome(
             False,
-            errno_name(exc.errno or 0),
+            errno_name(code),
             vanished=outcome.status == "vanished",
-            detail=f"writing {text} failed: {describe_oserror(exc)}: {outcome.detail}",
+            detail=f"{detail}: {outcome.detail}" if outcome.detail else detail,
             outcome=outcome,
         )
     try:
-        raw, _ = tree.read_affinity(irq, filename)
+        raw = _read_back(tree, irq, filename)
     except OSError as exc:
-        vanished = outcome_of(exc.errno or 0).status == "vanished"
+        vanished = not default and outcome_of(exc.errno or 0).status == "vanished"
         return WriteOutcome(
             True, vanished=vanished, detail=f"wrote {text} but cannot read it back: {describe_oserror(exc)}"
         )
@@ -107,33 +139,39 @@ def write_and_verify(tree: KernelTree, irq: int, mask: int, filename: str, nr_cp
     return WriteOutcome(True, readback=readback, readback_text=cpumask.format_for_file(readback, filename, nr_cpu_ids))
 
 
+def _read_back(tree: KernelTree, irq: int, filename: str) -> str:
+    if filename == DEFAULT_AFFINITY_FILE:
+        return tree.read_default_affinity()
+    return tree.read_affinity(irq, filename)[0]
+
+
 @dataclass
 class Execution:
+    """What a run of the executor left: the report rows and the number of writes made."""
+
     rows: List[IrqRow]
     default_affinity: Optional[DefaultAffinityRow]
     writes: int
 
 
 def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journal, topology: Topology) -> Execution:
-    """Write every ``would-change`` row (and the default affinity); return the results.
+    """Make every planned write (the IRQs', then the default affinity's); return the results.
 
     ``journal`` is the journal to build on (the runner has dropped what must not be
     kept); it is saved with each IRQ's pending write before the first write."""
     nr_cpu_ids = topology.nr_cpu_ids
-    pending = [row for row in plan.rows if row.status == "would-change"]
-    default = (
-        plan.default_affinity if plan.default_affinity and plan.default_affinity.status == "would-change" else None
-    )
+    pending = plan.writes
+    default = plan.default_write
     if not pending and default is None:
         return Execution(list(plan.rows), plan.default_affinity, 0)
 
     # 1. Journal every original, and the mask about to be written, before the first write.
     intended: Dict[int, JournalEntry] = dict(journal.entries)
-    for row in pending:
-        intended[row.irq] = _journal_entry(row, journal.entries.get(row.irq), row.affinity_file, nr_cpu_ids)
+    for write in pending:
+        intended[write.irq] = _journal_entry(write, journal.entries.get(write.irq), nr_cpu_ids)
     default_intended = journal.default_affinity
     if default is not None:
-        default_intended = _journal_entry(default, journal.default_affinity, DEFAULT_AFFINITY_FILE, nr_cpu_ids)
+        default_intended = _journal_entry(default, journal.default_affinity, nr_cpu_ids)
     try:
         store.save(replace(journal, entries=intended, default_affinity=default_intended))
     except JournalWriteError as exc:
@@ -143,10 +181,9 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
     final: Dict[int, JournalEntry] = dict(intended)
     final_default = default_intended
     changed: List[int] = []
-    results: Dict[int, IrqRow] = {}
+    results: Dict[int, RowChange] = {}
+    default_result: Optional[RowChange] = None
     writes = 0
-    default_row = plan.default_affinity
-    default_done = False
     stopped: Optional[IrqagentError] = None
 
     def journal_first(entry: JournalEntry) -> None:
@@ -155,27 +192,31 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
         store.save(replace(journal, entries=final, default_affinity=final_default))
 
     try:
-        for row in pending:
-            result, entry, wrote = _execute_row(row, tree, intended[row.irq], topology, journal_first)
-            results[row.irq] = result
+        for write in pending:
+            result, entry, wrote = _execute(write, tree, intended[write.irq], topology, journal_first)
+            results[write.irq] = result
             writes += wrote
             if wrote:
-                changed.append(row.irq)
-            _put(final, row.irq, entry)
-        if default is not None:
-            default_row, final_default, wrote = _execute_default(default, tree, default_intended, nr_cpu_ids)
+                changed.append(write.irq)
+            _put(final, write.irq, entry)
+        if default is not None and default_intended is not None:
+            default_result, final_default, wrote = _execute(default, tree, default_intended, topology, journal_first)
             writes += wrote
-            default_done = True
     except (FatalWriteError, JournalWriteError) as exc:
         stopped = exc
-        for row in pending:  # not written: each entry goes back to what it was before
-            if row.irq not in results:
-                _put(final, row.irq, settled(intended[row.irq], None))
-        if default is not None and not default_done and default_intended is not None:
+        for write in pending:  # not written: each entry goes back to what it was before
+            if write.irq not in results:
+                _put(final, write.irq, settled(intended[write.irq], None))
+        if default is not None and default_result is None and default_intended is not None:
             final_default = settled(default_intended, None)
-    rows = [results.get(row.irq, row) for row in plan.rows]
+    rows = [_reported(row, results[row.irq]) if row.irq in results else row for row in plan.rows]
+    default_row = plan.default_affinity
+    if default_row is not None and default_result is not None:
+        default_row = replace(default_result, detail=_join(default_row.detail, default_result.detail)).to_default_row(
+            default_row
+        )
     execution = Execution(rows, default_row, writes)
-    what = changed_phrase(changed, default_done and default_row.status == "changed")
+    what = changed_phrase(changed, default_result is not None and default_result.status == "changed")
 
     # 3. Record what each IRQ really holds now.
     try:
@@ -196,6 +237,15 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
     return execution
 
 
+def _join(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
+
+
+def _reported(row: IrqRow, result: RowChange) -> IrqRow:
+    """The planned row with what its write came to (the plan's detail first)."""
+    return replace(result, detail=_join(row.detail, result.detail)).to_row(row)
+
+
 def _put(entries: Dict[int, JournalEntry], irq: int, entry: Optional[JournalEntry]) -> None:
     if entry is None:
         entries.pop(irq, None)
@@ -203,101 +253,63 @@ def _put(entries: Dict[int, JournalEntry], irq: int, entry: Optional[JournalEntr
         entries[irq] = entry
 
 
-def _journal_entry(row, existing: Optional[JournalEntry], filename: str, nr_cpu_ids: int) -> JournalEntry:
-    """The entry to journal before writing ``row.target_mask``.  When the existing entry
+def _journal_entry(write: PlannedWrite, existing: Optional[JournalEntry], nr_cpu_ids: int) -> JournalEntry:
+    """The entry to journal before writing ``write.target``.  When the existing entry
     accounts for the current mask (original, written or pending), its original stays and
     the current mask is kept as ``written``; else the current mask is the original."""
-    irq = getattr(row, "irq", -1)
-    chip, name = getattr(row, "chip", ""), getattr(row, "name", "")
-    current = row.current or 0
-    target_text = cpumask.format_for_file(row.target_mask or 0, filename, nr_cpu_ids)
-    current_text = cpumask.format_for_file(current, filename, nr_cpu_ids)
+    target_text = cpumask.format_for_file(write.target, write.file, nr_cpu_ids)
+    current_text = cpumask.format_for_file(write.current, write.file, nr_cpu_ids)
     if (
         existing is not None
-        and existing.same_interrupt(chip, name)
-        and existing.file == filename
-        and existing.accounts_for(current)
+        and existing.same_interrupt(write.chip, write.name)
+        and existing.file == write.file
+        and existing.accounts_for(write.current)
     ):
-        held = None if current == existing.mask(existing.original) else current_text
+        held = None if write.current == existing.mask(existing.original) else current_text
         return replace(existing, written=held, pending=target_text)
-    return new_entry(irq, current_text, None, chip, name, filename, pending=target_text)
+    return new_entry(write.irq, current_text, None, write.chip, write.name, write.file, pending=target_text)
 
 
-def _execute_row(
-    row: IrqRow, tree: KernelTree, entry: JournalEntry, topology: Topology, journal_first
-) -> Tuple[IrqRow, Optional[JournalEntry], int]:
-    """(result row, journal entry to keep or None, writes made)."""
+def _execute(
+    write: PlannedWrite,
+    tree: KernelTree,
+    entry: JournalEntry,
+    topology: Topology,
+    journal_first: Callable[[JournalEntry], None],
+) -> Tuple[RowChange, Optional[JournalEntry], int]:
+    """(what the write came to, journal entry to keep or None, writes made).  The change's
+    detail holds only what the executor adds to the plan's."""
     nr_cpu_ids = topology.nr_cpu_ids
-    assert row.target_mask is not None
-    outcome = write_and_verify(tree, row.irq, row.target_mask, row.affinity_file, nr_cpu_ids)
-    target = row.target_mask
+    planned = cpumask.format_cpulist(write.target)
+    outcome = write_and_verify(tree, write.irq, write.target, write.file, nr_cpu_ids)
+    target = write.target
     first_errno = outcome.errno
-    details = [row.detail] if row.detail else []
-    if not outcome.ok and outcome.errno == "ENOSPC" and row.fallback_mask:
-        tried, larger = cpumask.format_cpulist(target), cpumask.format_cpulist(row.fallback_mask)
-        details.append(f"ENOSPC (no free vector) on CPUs {tried}: retried on {larger}")
-        target = row.fallback_mask
-        entry = replace(entry, pending=cpumask.format_for_file(target, row.affinity_file, nr_cpu_ids))
+    details = []
+    if outcome.outcome is not None and outcome.outcome.widen and write.fallback:
+        larger = cpumask.format_cpulist(write.fallback)
+        details.append(f"{outcome.errno} ({outcome.outcome.detail}) on CPUs {planned}: retried on {larger}")
+        target = write.fallback
+        entry = replace(entry, pending=cpumask.format_for_file(target, write.file, nr_cpu_ids))
         journal_first(entry)
-        outcome = write_and_verify(tree, row.irq, target, row.affinity_file, nr_cpu_ids)
+        outcome = write_and_verify(tree, write.irq, target, write.file, nr_cpu_ids)
     errno_text = outcome.errno or first_errno
     if not outcome.ok:
         details.append(outcome.detail)
         assert outcome.outcome is not None
         status = outcome.outcome.status
-        compliant = True if status == "vanished" else row.compliant
-        target_text = None if status == "vanished" else row.target
-        kept = None if status == "vanished" else settled(entry, None)
-        return (
-            replace(
-                row, status=status, errno=errno_text, target=target_text, compliant=compliant, detail="; ".join(details)
-            ),
-            kept,
-            0,
-        )
+        if status == "vanished":
+            return RowChange(status, _join(*details), None, errno_text, compliant=True), None, 0
+        return RowChange(status, _join(*details), planned, errno_text), settled(entry, None), 0
     if outcome.readback == target:
-        return (
-            replace(
-                row,
-                status="changed",
-                target=cpumask.format_cpulist(target),
-                target_mask=target,
-                errno=errno_text,
-                compliant=True,
-                detail="; ".join(details),
-            ),
-            settled(entry, outcome.readback_text),
-            1,
-        )
+        changed = RowChange("changed", _join(*details), cpumask.format_cpulist(target), errno_text, compliant=True)
+        return changed, settled(entry, outcome.readback_text), 1
     if outcome.vanished:
         details.append(outcome.detail)
-        return replace(row, status="vanished", errno=errno_text, compliant=True, detail="; ".join(details)), None, 1
+        return RowChange("vanished", _join(*details), planned, errno_text, compliant=True), None, 1
     held = cpumask.format_cpulist(outcome.readback or 0)
     details.append(outcome.detail or f"the kernel accepted {cpumask.format_cpulist(target)} but holds {held}")
     if outcome.readback is None:  # unknown: keep both the previous and the new write
-        return replace(row, status="failed", errno=errno_text, compliant=False, detail="; ".join(details)), entry, 1
-    compliant = not (outcome.readback & topology.online & ~row.reachable)
+        return RowChange("failed", _join(*details), planned, errno_text, compliant=False), entry, 1
+    compliant = not (outcome.readback & topology.online & ~write.reachable)
     kept = settled(entry, outcome.readback_text)
-    return replace(row, status="failed", errno=errno_text, compliant=compliant, detail="; ".join(details)), kept, 1
-
-
-def _execute_default(row: DefaultAffinityRow, tree: KernelTree, entry: JournalEntry, nr_cpu_ids: int):
-    """(result row, journal entry to keep or None, writes made) for default_smp_affinity."""
-    text = cpumask.format_for_file(row.target_mask or 0, DEFAULT_AFFINITY_FILE, nr_cpu_ids)
-    try:
-        tree.write_default_affinity(text)
-    except OSError as exc:
-        outcome = outcome_of(exc.errno or 0)
-        if outcome.fatal:
-            raise FatalWriteError(f"cannot write {tree.path(DEFAULT_AFFINITY)}: {describe_oserror(exc)}") from None
-        detail = f"writing {text} failed: {describe_oserror(exc)}"
-        return replace(row, status="failed", errno=errno_name(exc.errno or 0), detail=detail), settled(entry, None), 0
-    readback_text = (tree.read_optional(DEFAULT_AFFINITY) or "").strip()
-    try:
-        readback: Optional[int] = cpumask.parse_hexmask(readback_text, nr_cpu_ids)
-    except cpumask.CpumaskError:
-        readback = None
-    if readback == row.target_mask:
-        return replace(row, status="changed"), settled(entry, readback_text), 1
-    kept = settled(entry, readback_text) if readback is not None else entry
-    return replace(row, status="failed", detail=f"wrote {text} but it reads back {readback_text!r}"), kept, 1
+    return RowChange("failed", _join(*details), planned, errno_text, compliant=compliant), kept, 1

@@ -30,13 +30,20 @@ import math
 import os
 import stat
 import time
-from dataclasses import dataclass, field, replace
-from typing import Dict, Mapping, Optional, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from irqagent import cpumask, trust
 from irqagent.errors import StateError
+from irqagent.journal_entry import MAX_CPUS, JournalEntry
 from irqagent.kernel import BOOT_ID_FORM
-from irqagent.paths import DEFAULT_STATE_DIR  # noqa: F401 - the default lives in paths; kept importable here
+
+if TYPE_CHECKING:
+    from typing import Literal, NoReturn
+
+    from irqagent.kernel import KernelTree
+
+    Relation = Literal["current", "stale", "foreign"]
 
 SCHEMA = "irqagent.journal/2"
 FILENAME = "journal.json"
@@ -47,47 +54,11 @@ IRQ_FILES = ("smp_affinity_list", "smp_affinity")
 
 MAX_BYTES = 64 << 20  # a journal larger than this is damaged (checked before parsing)
 MAX_TEXT = 1 << 18  # any one string (a cpulist of 32,768 alternate CPUs is ~100 KiB)
-MAX_CPUS = 1 << 16  # masks naming a CPU at or beyond this are damaged
 MAX_IRQ_DIGITS = 9  # IRQ numbers up to 999,999,999, as the reader takes them (kernel.irq_numbers)
 
 TOP_KEYS = frozenset({"schema", "sha256", "root", "boot_id", "entries", DEFAULT_AFFINITY_KEY})
 ENTRY_KEYS = frozenset({"original", "written", "pending", "chip", "name", "file", "time"})
 O_OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One IRQ's original mask and the masks the agent may have left in it."""
-
-    irq: int
-    original: str  # the text the kernel reported (cpulist, or hex for smp_affinity)
-    written: Optional[str]  # what the agent last wrote and read back; None: nothing yet
-    chip: str = ""
-    name: str = ""
-    file: str = "smp_affinity_list"
-    time: float = 0.0
-    pending: Optional[str] = None  # about to be written (journaled before the write)
-
-    def same_interrupt(self, chip: str, name: str) -> bool:
-        """The IRQ number still belongs to the interrupt the entry describes."""
-        return self.chip == chip and self.name == name
-
-    def mask(self, text: Optional[str]) -> Optional[int]:
-        """One of the entry's texts as a mask (None when absent or unparsable)."""
-        if text is None:
-            return None
-        try:
-            return cpumask.parse_for_file(text, self.file, MAX_CPUS)
-        except cpumask.CpumaskError:
-            return None
-
-    def holds_agent_mask(self, current: Optional[int]) -> bool:
-        """``current`` is what the agent wrote or was writing: the IRQ is still the agent's."""
-        return current is not None and current in (self.mask(self.written), self.mask(self.pending))
-
-    def accounts_for(self, current: Optional[int]) -> bool:
-        """``current`` is the original or a mask of the agent's: the entry's original still holds."""
-        return current is not None and (current == self.mask(self.original) or self.holds_agent_mask(current))
 
 
 @dataclass(frozen=True)
@@ -98,7 +69,7 @@ class Scope:
     boot_id: Optional[str]
 
 
-def scope_of(tree) -> Scope:
+def scope_of(tree: KernelTree) -> Scope:
     """The scope of a ``KernelTree``."""
     return Scope(os.path.realpath(tree.root), tree.boot_id())
 
@@ -114,7 +85,7 @@ class Journal:
     def empty(self) -> bool:
         return not self.entries and self.default_affinity is None
 
-    def relation(self, scope: Scope) -> str:
+    def relation(self, scope: Scope) -> Relation:
         """``current``, ``stale`` (an earlier boot of this root) or ``foreign`` (another root)."""
         if self.empty:
             return "current"
@@ -144,7 +115,7 @@ def new_entry(
 # -- encoding ------------------------------------------------------------------------
 
 
-def _checksum(body: dict) -> str:
+def _checksum(body: Dict[str, Any]) -> str:
     import hashlib
     import json
 
@@ -152,7 +123,7 @@ def _checksum(body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _entry_dict(entry: JournalEntry) -> dict:
+def _entry_dict(entry: JournalEntry) -> Dict[str, Any]:
     return {
         "original": entry.original,
         "written": entry.written,
@@ -164,7 +135,7 @@ def _entry_dict(entry: JournalEntry) -> dict:
     }
 
 
-def _body(journal: Journal) -> dict:
+def _body(journal: Journal) -> Dict[str, Any]:
     return {
         "root": journal.root,
         "boot_id": journal.boot_id,
@@ -187,7 +158,7 @@ class _Damaged(Exception):
     pass
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise _Damaged(f"{name} is not a number")
 
 
@@ -236,7 +207,7 @@ def _decode(text: str) -> Journal:
     return Journal(entries, default_entry, root, boot_id)
 
 
-def _entry(irq: int, raw, files) -> JournalEntry:
+def _entry(irq: int, raw: object, files: Tuple[str, ...]) -> JournalEntry:
     what = "the default_smp_affinity entry" if irq < 0 else f"entry for IRQ {irq}"
     if not isinstance(raw, dict) or set(raw) != ENTRY_KEYS:
         raise _Damaged(f"{what} is malformed (keys must be {sorted(ENTRY_KEYS)})")
@@ -290,7 +261,7 @@ class StateDir:
     path: str
     fd: Optional[int] = None
     locked: bool = False
-    _identity: Optional[tuple] = field(default=None, repr=False)
+    _identity: Optional[Tuple[int, int]] = field(default=None, repr=False)
 
     def open(self, create: bool) -> bool:
         """Open (and with ``create`` make, 0700) the directory and check it can be trusted.
@@ -367,7 +338,7 @@ class StateDir:
     def __enter__(self) -> "StateDir":
         return self.lock()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _write_pid(self) -> None:
@@ -421,16 +392,6 @@ def _hint(exc: OSError) -> str:
 class StateLock(StateDir):
     """``with StateLock(path) as state:`` -- the state directory, locked."""
 
-    def __init__(self, path: str):
-        super().__init__(path)
-
-    def acquire(self) -> "StateLock":
-        self.lock()
-        return self
-
-    def release(self) -> None:
-        self.close()
-
 
 class JournalStore:
     """Load and save the journal in a state directory (a path, or an open ``StateDir``)."""
@@ -475,50 +436,19 @@ class JournalStore:
 
     def save(self, journal: Journal) -> None:
         """Replace the journal atomically and durably (or remove it when empty)."""
-        import secrets
+        from irqagent.output import replace_in  # the writers' module: read-only commands do not load it
 
         self.state.open(create=True)
         dir_fd = self.state.fd
-        temp = None
+        assert dir_fd is not None
         try:
             if journal.empty:
                 try:
                     os.unlink(FILENAME, dir_fd=dir_fd)
                 except FileNotFoundError:
                     return
+                os.fsync(dir_fd)
             else:
-                data = encode(journal).encode()
-                temp = TEMP_PREFIX + secrets.token_hex(8)
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_OPEN, 0o600, dir_fd=dir_fd)
-                try:
-                    self._write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(temp, FILENAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                temp = None
-            os.fsync(dir_fd)
+                replace_in(dir_fd, FILENAME, encode(journal).encode(), 0o600, TEMP_PREFIX + os.urandom(8).hex())
         except OSError as exc:
-            if temp is not None:
-                try:
-                    os.unlink(temp, dir_fd=dir_fd)
-                except OSError:
-                    pass
             raise JournalWriteError(self.path, _strerror(exc)) from None
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
-
-def settled(entry: JournalEntry, readback_text: Optional[str]) -> Optional[JournalEntry]:
-    """The entry once its pending write is over: ``readback_text`` is what the IRQ holds
-    now (None: the write was refused, the IRQ holds what it held).  None: drop the entry
-    (nothing of the agent's is left in the IRQ)."""
-    if readback_text is not None:
-        return replace(entry, written=readback_text, pending=None)
-    if entry.written is None:
-        return None
-    return replace(entry, pending=None)

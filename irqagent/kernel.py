@@ -281,6 +281,10 @@ class KernelTree:
     def write_default_affinity(self, text: str) -> None:
         self._write_whole(DEFAULT_AFFINITY, text)
 
+    def read_default_affinity(self) -> str:
+        """``default_smp_affinity`` as read back after a write; raises OSError."""
+        return self._read(DEFAULT_AFFINITY, attribute=True)
+
     def _write_whole(self, rel: str, text: str) -> None:
         """procfs takes one ``write()`` as a whole or refuses it.  A file tree under --root
         (a snapshot, a test tree) gets the same guarantee by temp file + rename, so that
@@ -304,18 +308,13 @@ class KernelTree:
 
     @staticmethod
     def _replace_file(path: str, data: bytes, mode: int) -> None:
-        temp = path + TEMP_SUFFIX
+        from irqagent.output import replace_path
+
         try:
-            os.unlink(temp)  # a stray one from a killed run (unlink never follows a symlink)
+            os.unlink(path + TEMP_SUFFIX)  # a stray one from a killed run (unlink never follows a symlink)
         except FileNotFoundError:
             pass
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        try:
-            os.write(fd, data)
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
+        replace_path(path, data, mode, os.path.basename(path) + TEMP_SUFFIX)
 
     def remove_stray_temps(self, irqs: List[int]) -> int:
         """Remove the temp files of writes by rename that a killed run left in a file tree

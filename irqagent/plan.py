@@ -1,25 +1,44 @@
 """Per IRQ: what it holds, what it should hold, and the status-to-be.  Pure.
 
-The plan is the same for ``audit``, ``apply --dry-run`` and ``apply``; only the
-executor turns ``would-change`` rows into writes.
+The plan is the same for ``audit``, ``apply --dry-run`` and ``apply``: report rows
+(``IrqRow``, ``DefaultAffinityRow``) and, apart, the writes the executor may make
+(``PlannedWrite``, one per ``would-change`` row).  The executor turns planned writes
+into outcomes; the report rows after a run are the plan's rows with those outcomes
+(``execute.RowChange``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field, replace
-from typing import Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.config import Config, Rule, first_rule
 from irqagent.controllers import Controller
 from irqagent.facts import Facts, IrqFacts
-from irqagent.journal import Journal
 from irqagent.platform import parse_kernel_version
 from irqagent.policy import Exclusion, SpreadItem, cmdline_exclusion, spread
 
-STATUSES = (
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from irqagent.journal_entry import JournalEntry
+
+    Status = Literal[
+        "ok",
+        "would-change",
+        "changed",
+        "failed",
+        "managed",
+        "fixed-by-kernel",
+        "ignored",
+        "vanished",
+        "unreachable",
+    ]
+
+STATUSES: Tuple[Status, ...] = (  # every status a report row can have (SPEC)
     "ok",
     "would-change",
     "changed",
@@ -46,7 +65,7 @@ DESTINATION_PHRASE = {
 
 @dataclass(frozen=True)
 class IrqRow:
-    """One IRQ in the plan and, after the executor, in the report."""
+    """One IRQ in the report: as planned, or as the executor left it."""
 
     irq: int
     chip: str
@@ -56,29 +75,39 @@ class IrqRow:
     affinity: str  # the mask as read (normalised cpulist when it parsed)
     effective: Optional[str]
     target: Optional[str]  # what apply writes (or keeps); None when nothing can be written
-    status: str
+    status: Status
     compliant: bool
     errno: Optional[str] = None
     detail: str = ""
-    # Not reported: what the executor needs.
-    current: Optional[int] = field(default=None, compare=False, repr=False)
-    target_mask: Optional[int] = field(default=None, compare=False, repr=False)
-    fallback_mask: Optional[int] = field(default=None, compare=False, repr=False)
-    affinity_file: str = field(default="smp_affinity_list", compare=False, repr=False)
-    reachable: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class DefaultAffinityRow:
-    """``proc/irq/default_smp_affinity``: the mask new IRQs start with."""
+    """``proc/irq/default_smp_affinity`` in the report: the mask new IRQs start with."""
 
     affinity: str
     target: Optional[str]
-    status: str
+    status: Status
     detail: str = ""
     errno: Optional[str] = None
-    current: Optional[int] = field(default=None, compare=False, repr=False)
-    target_mask: Optional[int] = field(default=None, compare=False, repr=False)
+
+
+DEFAULT_AFFINITY_FILE = "default_smp_affinity"
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """One write the executor may make: ``target`` into an IRQ's affinity file, or into
+    ``default_smp_affinity`` (``irq`` -1).  Never reported: the report has the rows."""
+
+    irq: int
+    file: str  # smp_affinity_list, smp_affinity or default_smp_affinity
+    current: int  # the mask it holds now (as read)
+    target: int
+    fallback: Optional[int] = None  # the larger set to try once when the kernel has no free vector (ENOSPC)
+    reachable: int = 0  # online CPUs the IRQ's controller reaches: a read-back mask complies within them
+    chip: str = ""
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,10 +115,36 @@ class Plan:
     rows: Tuple[IrqRow, ...]
     default_affinity: Optional[DefaultAffinityRow]
     exclusion: Exclusion
+    writes: Tuple[PlannedWrite, ...] = ()  # one per "would-change" row, in IRQ order
+    default_write: Optional[PlannedWrite] = None  # when the default affinity is "would-change"
+    masks: Mapping[int, int] = field(default_factory=dict)  # every IRQ whose mask parsed: that mask
 
-    @property
-    def writes(self) -> List[IrqRow]:
-        return [row for row in self.rows if row.status == "would-change"]
+    def without_writes(self, rows: Mapping[int, IrqRow]) -> Plan:
+        """The plan with these IRQs' writes dropped and their rows replaced (the daemon does not
+        repeat a write the kernel refused before)."""
+        if not rows:
+            return self
+        kept = tuple(rows.get(row.irq, row) for row in self.rows)
+        writes = tuple(write for write in self.writes if write.irq not in rows)
+        return Plan(kept, self.default_affinity, self.exclusion, writes, self.default_write, self.masks)
+
+
+def mode_of(rule: Optional[Rule], config: Config) -> str:
+    """``spread`` or ``restrict``: the IRQ's rule's mode when it sets one, else the policy's."""
+    return (rule.mode if rule is not None and rule.mode else None) or config.policy.mode
+
+
+def spreads(rule: Optional[Rule], config: Config) -> bool:
+    """An IRQ under this rule (None: no rule) is spread: a rule that ignores the IRQ or names
+    its CPUs decides instead."""
+    if rule is not None and (rule.ignore or rule.cpus is not None):
+        return False
+    return mode_of(rule, config) == "spread"
+
+
+def may_spread(config: Config) -> bool:
+    """Some IRQ may be spread (then the reader reads each IRQ's NUMA node)."""
+    return spreads(None, config) or any(spreads(rule, config) for rule in config.rules)
 
 
 def exclusion_for(facts: Facts, config: Config) -> Exclusion:
@@ -109,21 +164,31 @@ def make_plan(
     facts: Facts,
     config: Config,
     controllers: Mapping[str, Controller],
-    journal: Journal,
+    journaled: Mapping[int, JournalEntry],
 ) -> Plan:
+    """The plan; ``journaled`` is the journal's entries (IRQ -> entry) of this root and boot."""
     exclusion = exclusion_for(facts, config)
     rules = {irq.irq: _rule_for(irq, config) for irq in facts.irqs} if config.rules else {}
     version = parse_kernel_version(facts.kernel)
     context = _Context(
         facts,
-        journal,
+        journaled,
         exclusion,
         _spread_targets(facts, config, controllers, rules, exclusion),
         managed_unknown=version is None or version < MANAGED_READ_ONLY_KERNEL,
     )
-    rows = [_plan_irq(irq, controllers[irq.chip], rules.get(irq.irq), context) for irq in facts.irqs]
-    default = _plan_default_affinity(facts, config, controllers, exclusion)
-    return Plan(tuple(rows), default, exclusion)
+    rows: List[IrqRow] = []
+    writes: List[PlannedWrite] = []
+    masks: Dict[int, int] = {}
+    for irq in facts.irqs:
+        row, current, write = _plan_irq(irq, controllers[irq.chip], rules.get(irq.irq), context)
+        rows.append(row)
+        if current is not None:
+            masks[irq.irq] = current
+        if write is not None:
+            writes.append(write)
+    default, default_write = _plan_default_affinity(facts, config, controllers, exclusion)
+    return Plan(tuple(rows), default, exclusion, tuple(writes), default_write, masks)
 
 
 @dataclass
@@ -131,7 +196,7 @@ class _Context:
     """What every IRQ's decision reads, built once per plan."""
 
     facts: Facts
-    journal: Journal
+    journaled: Mapping[int, JournalEntry]
     exclusion: Exclusion
     spread_targets: Mapping[int, int]
     managed_unknown: bool = False  # kernel < 6.12: managed IRQs' files are 0644 (KERNEL-NOTES, write outcomes)
@@ -142,12 +207,16 @@ def _rule_for(irq: IrqFacts, config: Config) -> Optional[Rule]:
     return first_rule(config.rules, irq=irq.irq, name=irq.name, chip=irq.chip, device=irq.device, driver=irq.driver)
 
 
-def _spread_targets(facts, config, controllers, rules, exclusion) -> Dict[int, int]:
+def _spread_targets(
+    facts: Facts,
+    config: Config,
+    controllers: Mapping[str, Controller],
+    rules: Mapping[int, Optional[Rule]],
+    exclusion: Exclusion,
+) -> Dict[int, int]:
     items = []
     for irq in facts.irqs:
-        rule = rules.get(irq.irq)
-        mode = (rule.mode if rule and rule.mode else None) or config.policy.mode
-        if mode != "spread" or (rule and (rule.ignore or rule.cpus is not None)):
+        if not spreads(rules.get(irq.irq), config):
             continue
         controller = controllers[irq.chip]
         if not controller.settable or not irq.writable or irq.affinity_text is None:
@@ -175,8 +244,11 @@ def _are(mask: int) -> str:
     return cpumask.cpus_phrase(mask) + (" is" if cpumask.count(mask) == 1 else " are")
 
 
-def _plan_irq(irq: IrqFacts, controller: Controller, rule: Optional[Rule], context: _Context) -> IrqRow:
-    """One IrqRow, built once (this runs for every IRQ: 16,384 on the biggest guests)."""
+def _plan_irq(
+    irq: IrqFacts, controller: Controller, rule: Optional[Rule], context: _Context
+) -> Tuple[IrqRow, Optional[int], Optional[PlannedWrite]]:
+    """(report row, the mask as read or None, the write to make or None), built once (this runs
+    for every IRQ: 16,384 on the biggest guests)."""
     current: Optional[int] = None
     affinity = irq.affinity_text or ""
     if irq.affinity_text is not None:
@@ -191,7 +263,7 @@ def _plan_irq(irq: IrqFacts, controller: Controller, rule: Optional[Rule], conte
         decision = _Decision("failed", False, irq.read_error or "affinity unreadable")
     elif current is not None:
         decision = _decide(irq, current, controller, rule, context)
-    return IrqRow(
+    row = IrqRow(
         irq=irq.irq,
         chip=irq.chip,
         name=irq.name,
@@ -203,17 +275,25 @@ def _plan_irq(irq: IrqFacts, controller: Controller, rule: Optional[Rule], conte
         status=decision.status,
         compliant=decision.compliant,
         detail=decision.detail,
-        current=current,
-        target_mask=decision.target,
-        fallback_mask=decision.fallback,
-        affinity_file=irq.affinity_file,
-        reachable=controller.usable,
     )
+    write = None
+    if decision.status == "would-change" and current is not None and decision.target is not None:
+        write = PlannedWrite(
+            irq.irq,
+            irq.affinity_file,
+            current,
+            decision.target,
+            decision.fallback,
+            controller.usable,
+            irq.chip,
+            irq.name,
+        )
+    return row, current, write
 
 
 @dataclass(frozen=True)
 class _Decision:
-    status: str
+    status: Status
     compliant: bool
     detail: str = ""
     target: Optional[int] = None
@@ -269,7 +349,7 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
         base = context.spread_targets[irq.irq]
     else:
         base = online_current
-        original = _journal_original(context.journal, irq, current)
+        original = _journal_original(context.journaled, irq, current)
         if original is not None:
             base = original & topology.online
             if base & allowed != online_current:
@@ -322,43 +402,44 @@ def _effective(irq: IrqFacts, nr_cpu_ids: int) -> int:
         return 0
 
 
-def _journal_original(journal: Journal, irq: IrqFacts, current: int) -> Optional[int]:
+def _journal_original(journaled: Mapping[int, JournalEntry], irq: IrqFacts, current: int) -> Optional[int]:
     """The journaled original when the IRQ still holds what the agent wrote (or was
     writing when it was stopped), else None."""
-    entry = journal.entries.get(irq.irq)
+    entry = journaled.get(irq.irq)
     if entry is None or not entry.same_interrupt(irq.chip, irq.name) or entry.file != irq.affinity_file:
         return None
     return entry.mask(entry.original) if entry.holds_agent_mask(current) else None
 
 
-def _plan_default_affinity(facts, config, controllers, exclusion) -> Optional[DefaultAffinityRow]:
+def _plan_default_affinity(
+    facts: Facts, config: Config, controllers: Mapping[str, Controller], exclusion: Exclusion
+) -> Tuple[Optional[DefaultAffinityRow], Optional[PlannedWrite]]:
     text = facts.default_affinity_text
     if text is None or not config.policy.default_smp_affinity:
-        return None
+        return None, None
     topology = facts.topology
     try:
         current = cpumask.parse_hexmask(text, topology.nr_cpu_ids)
     except cpumask.CpumaskError as exc:
-        return DefaultAffinityRow(affinity=text, target=None, status="failed", detail=f"invalid: {exc}")
+        return DefaultAffinityRow(affinity=text, target=None, status="failed", detail=f"invalid: {exc}"), None
     # Only the controllers new device IRQs will use (the platform's IO-APIC/MSI) narrow it: a one-off
     # exception such as QEMU's DMAR-MSI must not narrow every future (remapped) IRQ.
     unreachable = 0
     for controller in controllers.values():
         if controller.settable and controller.platform_default:
             unreachable |= controller.unreachable
-    row = DefaultAffinityRow(
-        affinity=_fmt(current), target=_fmt(current), status="ok", current=current, target_mask=current
-    )
+    affinity = _fmt(current)
     desired = current & ~((unreachable | exclusion.cpus) & topology.online)
     if desired == current:
-        return row
+        return DefaultAffinityRow(affinity=affinity, target=affinity, status="ok"), None
     if not desired & topology.online:
-        return replace(row, target=None, status="unreachable", detail="no online CPU would be left: left alone")
+        detail = "no online CPU would be left: left alone"
+        return DefaultAffinityRow(affinity=affinity, target=None, status="unreachable", detail=detail), None
     removed = current & ~desired
-    return replace(
-        row,
+    row = DefaultAffinityRow(
+        affinity=affinity,
         target=_fmt(desired),
-        target_mask=desired,
         status="would-change",
         detail=f"keeps new IRQs off {cpumask.cpus_phrase(removed & topology.online)} (unreachable or excluded)",
     )
+    return row, PlannedWrite(-1, DEFAULT_AFFINITY_FILE, current, desired)

@@ -19,16 +19,19 @@ half-way, so it always names exactly the IRQs still to restore.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.errors import StateError
-from irqagent.execute import DEFAULT_AFFINITY_FILE, Execution, FatalWriteError, changed_phrase, write_and_verify
-from irqagent.facts import Facts
-from irqagent.journal import Journal, JournalEntry, JournalStore, JournalWriteError, Scope
-from irqagent.kernel import DEFAULT_AFFINITY, KernelTree, describe_oserror
-from irqagent.outcomes import errno_name, outcome_of
-from irqagent.plan import DefaultAffinityRow, IrqRow
+from irqagent.execute import Execution, RowChange, changed_phrase, write_and_verify
+from irqagent.facts import Facts, IrqFacts
+from irqagent.journal import Journal, JournalStore, JournalWriteError, Scope
+from irqagent.journal_entry import JournalEntry
+from irqagent.kernel import KernelTree
+from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite
+
+if TYPE_CHECKING:
+    from irqagent.controllers import Controller
 
 
 @dataclass
@@ -38,16 +41,16 @@ class Restoration(Execution):
 
 @dataclass(frozen=True)
 class Decision:
-    """What restore does with one journal entry."""
+    """What restore does with one journal entry (an IRQ's, or the default affinity's)."""
 
     entry: JournalEntry
-    row: IrqRow  # the report row: final unless ``write`` is set ("would-change" then)
-    write: Optional[int] = None  # the mask to write
+    change: RowChange  # the report row's new values: final unless ``write`` is set ("would-change" then)
+    write: Optional[PlannedWrite] = None
     keep: bool = True  # the entry stays in the journal (when nothing is written)
     partial: bool = False  # ``write`` is original ∩ possible, not the original
 
 
-def _gone_row(entry: JournalEntry, detail: str, status: str = "vanished") -> IrqRow:
+def _gone_row(entry: JournalEntry) -> IrqRow:
     """A report row for a journaled IRQ that does not exist now."""
     return IrqRow(
         irq=entry.irq,
@@ -58,151 +61,134 @@ def _gone_row(entry: JournalEntry, detail: str, status: str = "vanished") -> Irq
         affinity="",
         effective=None,
         target=None,
-        status=status,
+        status="vanished",
         compliant=True,
-        detail=detail,
     )
 
 
-def _not_restored(entry: JournalEntry, row: Optional[IrqRow], detail: str) -> Decision:
-    if row is None:
-        return Decision(entry, _gone_row(entry, detail, status="ignored"))
-    return Decision(entry, replace(row, status="ignored", target=None, detail=detail))
+def _not_restored(entry: JournalEntry, detail: str) -> Decision:
+    return Decision(entry, RowChange("ignored", detail))
 
 
-def decide(facts: Facts, rows: List[IrqRow], journal: Journal, scope: Scope, force: bool) -> List[Decision]:
-    """One decision per journaled IRQ (the default affinity is decided apart)."""
-    by_irq = {row.irq: row for row in rows}
+def decide(
+    facts: Facts, plan: Plan, controllers: Mapping[str, Controller], journal: Journal, scope: Scope, force: bool
+) -> List[Decision]:
+    """One decision per journaled IRQ (the default affinity is decided apart); ``plan`` is
+    the plan of the current state."""
+    statuses = {row.irq: row.status for row in plan.rows}
+    details = {row.irq: row.detail for row in plan.rows}
     facts_by_irq = {irq.irq: irq for irq in facts.irqs}
     relation = journal.relation(scope)
     decisions = []
     for irq, entry in sorted(journal.entries.items()):
-        row = by_irq.get(irq)
         if relation == "foreign":
             reason = f"journaled for root {journal.root}, not {scope.root}: entries of another root are never used"
-            decisions.append(_not_restored(entry, row, reason))
+            decisions.append(_not_restored(entry, reason))
             continue
         if relation == "stale" and not force:
             reason = (
                 f"journaled in an earlier boot (boot ID {journal.boot_id}): history, not written back; "
                 "--force restores anyway"
             )
-            decisions.append(_not_restored(entry, row, reason))
+            decisions.append(_not_restored(entry, reason))
             continue
         irq_facts = facts_by_irq.get(irq)
-        if row is None or irq_facts is None or row.status == "vanished":
+        if irq_facts is None or statuses.get(irq) == "vanished":
             gone = "journaled, but the IRQ no longer exists; entry dropped"
-            decisions.append(
-                Decision(
-                    entry,
-                    replace(row, status="vanished", compliant=True, detail=gone) if row else _gone_row(entry, gone),
-                    keep=False,
-                )
-            )
+            decisions.append(Decision(entry, RowChange("vanished", gone, compliant=True), keep=False))
             continue
-        decisions.append(_decide_one(entry, row, irq_facts.chip, irq_facts.name, facts, force))
+        current = plan.masks.get(irq)
+        if current is None:
+            change = RowChange("failed", f"cannot restore {entry.original}: {details.get(irq, '')}")
+            decisions.append(Decision(entry, change))
+            continue
+        decisions.append(_decide_one(entry, irq_facts, current, controllers[irq_facts.chip], facts, force))
     return decisions
 
 
-def _decide_one(entry: JournalEntry, row: IrqRow, chip: str, name: str, facts: Facts, force: bool) -> Decision:
+def _decide_one(
+    entry: JournalEntry, irq: IrqFacts, current: int, controller: Controller, facts: Facts, force: bool
+) -> Decision:
     topology = facts.topology
-    if row.current is None:
-        return Decision(entry, replace(row, status="failed", detail=f"cannot restore {entry.original}: {row.detail}"))
-    if entry.file != row.affinity_file:
-        detail = f"journaled for {entry.file}, but the IRQ now has {row.affinity_file}: not restored"
-        return _not_restored(entry, row, detail)
+    if entry.file != irq.affinity_file:
+        detail = f"journaled for {entry.file}, but the IRQ now has {irq.affinity_file}: not restored"
+        return _not_restored(entry, detail)
     original = entry.mask(entry.original)
     if original is None:  # decode() checks every mask: only a hand-built journal gets here
-        return _not_restored(entry, row, f"the journaled original {entry.original!r} is not a mask")
+        return _not_restored(entry, f"the journaled original {entry.original!r} is not a mask")
     original_text = cpumask.format_cpulist(original)
-    if row.current == original:
-        return Decision(
-            entry, replace(row, status="ok", target=original_text, detail="already holds its original mask"), keep=False
+    if current == original:
+        return Decision(entry, RowChange("ok", "already holds its original mask", original_text), keep=False)
+    if not force and not entry.same_interrupt(irq.chip, irq.name):
+        detail = (
+            f"now belongs to {irq.chip} {irq.name!r}, journaled as {entry.chip} {entry.name!r}; --force restores anyway"
         )
-    if not force and not entry.same_interrupt(chip, name):
-        detail = f"now belongs to {chip} {name!r}, journaled as {entry.chip} {entry.name!r}; --force restores anyway"
-        return _not_restored(entry, row, detail)
+        return _not_restored(entry, detail)
     possible = topology.possible | topology.online
     target = original & possible
     gone_cpus = original & ~possible
+    affinity = cpumask.format_cpulist(current)
     if gone_cpus and not target:
         detail = (
             f"none of the original CPUs {original_text} is possible any more (the last possible CPU is "
             f"{topology.nr_cpu_ids - 1}): not restored"
         )
-        return _not_restored(entry, row, detail)
-    if gone_cpus and row.current == target:  # restored partially before: still the agent's
+        return _not_restored(entry, detail)
+    if gone_cpus and current == target:  # restored partially before: still the agent's
         detail = _would_restore(original, target).replace("would restore", "already holds", 1)
         held = replace(entry, written=cpumask.format_for_file(target, entry.file, topology.nr_cpu_ids))
-        return Decision(held, replace(row, status="ok", target=row.affinity, detail=detail))
-    if not force and not entry.holds_agent_mask(row.current):
+        return Decision(held, RowChange("ok", detail, affinity))
+    if not force and not entry.holds_agent_mask(current):
         wrote = entry.written or entry.pending or ""
-        detail = f"holds {row.affinity}, not the {wrote} the agent wrote (changed since); --force restores anyway"
-        return _not_restored(entry, row, detail)
-    planned = replace(
-        row,
-        status="would-change",
-        target=cpumask.format_cpulist(target),
-        target_mask=target,
-        detail=_would_restore(original, target),
-    )
-    return Decision(entry, planned, write=target, keep=bool(gone_cpus), partial=bool(gone_cpus))
+        detail = f"holds {affinity}, not the {wrote} the agent wrote (changed since); --force restores anyway"
+        return _not_restored(entry, detail)
+    # A fixed controller (destination none) keeps whatever it is given: any mask complies there.
+    reachable = controller.usable if controller.destination != "none" else topology.online
+    write = PlannedWrite(entry.irq, entry.file, current, target, reachable=reachable, chip=irq.chip, name=irq.name)
+    planned = RowChange("would-change", _would_restore(original, target), cpumask.format_cpulist(target))
+    return Decision(entry, planned, write, keep=bool(gone_cpus), partial=bool(gone_cpus))
+
+
+def _default_row(facts: Facts) -> Tuple[DefaultAffinityRow, Optional[int]]:
+    """The default affinity's row as it stands (status to be decided), and its mask."""
+    text = (facts.default_affinity_text or "").strip()
+    try:
+        current: Optional[int] = cpumask.parse_hexmask(text, facts.topology.nr_cpu_ids)
+    except cpumask.CpumaskError:
+        current = None
+    affinity = cpumask.format_cpulist(current) if current is not None else text
+    return DefaultAffinityRow(affinity=affinity, target=None, status="ignored"), current
 
 
 def _decide_default(journal: Journal, scope: Scope, facts: Facts, force: bool) -> Optional[Decision]:
     entry = journal.default_affinity
     if entry is None:
         return None
-    nr = facts.topology.nr_cpu_ids
-    text = (facts.default_affinity_text or "").strip()
-    try:
-        current: Optional[int] = cpumask.parse_hexmask(text, nr)
-    except cpumask.CpumaskError:
-        current = None
-    row = DefaultAffinityRow(
-        affinity=cpumask.format_cpulist(current) if current is not None else text,
-        target=None,
-        status="ignored",
-        current=current,
-    )
+    row, current = _default_row(facts)
     relation = journal.relation(scope)
     if relation == "foreign":
-        return Decision(entry, replace(row, detail=f"journaled for root {journal.root}: never used"))
+        return Decision(entry, RowChange("ignored", f"journaled for root {journal.root}: never used"))
     if relation == "stale" and not force:
-        return Decision(entry, replace(row, detail="journaled in an earlier boot: --force restores it"))
+        return Decision(entry, RowChange("ignored", "journaled in an earlier boot: --force restores it"))
     original = entry.mask(entry.original) or 0
     possible = facts.topology.possible | facts.topology.online
     target = original & possible
     if current == original:
-        return Decision(
-            entry, replace(row, status="ok", target=row.affinity, detail="already holds its original mask"), keep=False
-        )
+        return Decision(entry, RowChange("ok", "already holds its original mask", row.affinity), keep=False)
     if not target:
-        return Decision(
-            entry,
-            replace(row, detail=f"none of the original CPUs {cpumask.format_cpulist(original)} is possible any more"),
-        )
+        detail = f"none of the original CPUs {cpumask.format_cpulist(original)} is possible any more"
+        return Decision(entry, RowChange("ignored", detail))
     partial = original != target
     if not force and not entry.holds_agent_mask(current) and current != target:
-        return Decision(entry, replace(row, detail="changed since the agent wrote it; --force restores anyway"))
+        return Decision(entry, RowChange("ignored", "changed since the agent wrote it; --force restores anyway"))
     if current == target:
         return Decision(
             replace(entry, written=cpumask.format_for_file(target, entry.file, facts.topology.nr_cpu_ids)),
-            replace(
-                row,
-                status="ok",
-                target=row.affinity,
-                detail="already holds its original mask as far as CPUs are possible",
-            ),
+            RowChange("ok", "already holds its original mask as far as CPUs are possible", row.affinity),
         )
-    planned = replace(
-        row,
-        status="would-change",
-        target=cpumask.format_cpulist(target),
-        target_mask=target,
-        detail=_would_restore(original, target),
-    )
-    return Decision(entry, planned, write=target, keep=partial, partial=partial)
+    write = PlannedWrite(-1, DEFAULT_AFFINITY_FILE, current or 0, target)
+    planned = RowChange("would-change", _would_restore(original, target), cpumask.format_cpulist(target))
+    return Decision(entry, planned, write, keep=partial, partial=partial)
 
 
 def _would_restore(original: int, target: int) -> str:
@@ -218,12 +204,13 @@ def _restored(decision: Decision) -> str:
     """The detail of a restore carried out."""
     if not decision.partial:
         return "restored the original mask"
-    return "partially " + decision.row.detail.replace("would restore", "restored", 1)
+    return "partially " + decision.change.detail.replace("would restore", "restored", 1)
 
 
 def restore(
     facts: Facts,
-    rows: List[IrqRow],
+    plan: Plan,
+    controllers: Mapping[str, Controller],
     tree: KernelTree,
     store: JournalStore,
     journal: Journal,
@@ -231,12 +218,13 @@ def restore(
     force: bool,
     dry_run: bool = False,
 ) -> Restoration:
-    """Restore every journaled IRQ; ``rows`` is the plan of the current state (for reporting)."""
-    decisions = decide(facts, rows, journal, scope, force)
+    """Restore every journaled IRQ; ``plan`` is the plan of the current state (for reporting)."""
+    decisions = decide(facts, plan, controllers, journal, scope, force)
     default = _decide_default(journal, scope, facts, force)
+    default_row = _default_row(facts)[0] if default else None
     if dry_run:
         kept = sum(1 for d in decisions + ([default] if default else []) if d.keep)
-        return Restoration(_rows(rows, decisions), default.row if default else None, 0, kept)
+        return Restoration(_rows(plan.rows, decisions), _reported_default(default_row, default), 0, kept)
     nr = facts.topology.nr_cpu_ids
     remaining: Dict[int, JournalEntry] = dict(journal.entries)
     remaining_default = journal.default_affinity
@@ -253,11 +241,10 @@ def restore(
     done: List[Decision] = []
     writes = 0
     changed: List[int] = []
-    default_row = default.row if default else None
     try:
         for decision in decisions:
-            row, entry, wrote = _carry_out(decision, tree, facts)
-            done.append(replace(decision, row=row, keep=entry is not None))
+            change, entry, wrote = _carry_out(decision, tree, facts)
+            done.append(replace(decision, change=change, keep=entry is not None))
             writes += wrote
             if wrote:
                 changed.append(decision.entry.irq)
@@ -266,7 +253,8 @@ def restore(
             else:
                 remaining[decision.entry.irq] = entry
         if default is not None:
-            default_row, remaining_default, wrote = _carry_out_default(default, tree, facts)
+            change, remaining_default, wrote = _carry_out(default, tree, facts)
+            default = replace(default, change=change)
             writes += wrote
     finally:
         try:
@@ -277,39 +265,47 @@ def restore(
                 "(a later restore finds them back to their originals)"
             ) from None
     kept = len(remaining) + (remaining_default is not None)
-    return Restoration(_rows(rows, done), default_row, writes, kept)
+    return Restoration(_rows(plan.rows, done), _reported_default(default_row, default), writes, kept)
 
 
 def _text(decision: Decision, nr: int) -> str:
-    return cpumask.format_for_file(decision.write or 0, decision.entry.file, nr)
+    assert decision.write is not None
+    return cpumask.format_for_file(decision.write.target, decision.entry.file, nr)
 
 
-def _rows(rows: List[IrqRow], decisions: List[Decision]) -> List[IrqRow]:
+def _reported_default(row: Optional[DefaultAffinityRow], decision: Optional[Decision]) -> Optional[DefaultAffinityRow]:
+    if row is None or decision is None:
+        return None
+    return decision.change.to_default_row(row)
+
+
+def _rows(rows: Tuple[IrqRow, ...], decisions: List[Decision]) -> List[IrqRow]:
     """The current rows with each journaled IRQ's result; journaled IRQs that do not exist
     now are listed too, in IRQ order."""
-    results = {d.entry.irq: d.row for d in decisions}
-    merged = [results.pop(row.irq, row) for row in rows]
+    results = {d.entry.irq: d for d in decisions}
+    merged = [results.pop(row.irq).change.to_row(row) if row.irq in results else row for row in rows]
     if results:
-        merged = sorted(merged + list(results.values()), key=lambda row: row.irq)
+        gone = [d.change.to_row(_gone_row(d.entry)) for d in results.values()]
+        merged = sorted(merged + gone, key=lambda row: row.irq)
     return merged
 
 
-def _carry_out(decision: Decision, tree: KernelTree, facts: Facts) -> Tuple[IrqRow, Optional[JournalEntry], int]:
-    """(result row, entry to keep or None, writes made)."""
-    entry, row = decision.entry, decision.row
-    if decision.write is None:
-        return row, entry if decision.keep else None, 0
-    target = decision.write
+def _carry_out(decision: Decision, tree: KernelTree, facts: Facts) -> Tuple[RowChange, Optional[JournalEntry], int]:
+    """(the row's new values, entry to keep or None, writes made)."""
+    entry, change, write = decision.entry, decision.change, decision.write
+    if write is None:
+        return change, entry if decision.keep else None, 0
+    target = write.target
     online = facts.topology.online
-    outcome = write_and_verify(tree, entry.irq, target, entry.file, facts.topology.nr_cpu_ids)
+    outcome = write_and_verify(tree, write.irq, target, write.file, facts.topology.nr_cpu_ids)
     target_text = cpumask.format_cpulist(target)
     if not outcome.ok:
         assert outcome.outcome is not None
         status = outcome.outcome.status
-        result = replace(row, status=status, errno=outcome.errno, detail=outcome.detail)
+        result = replace(change, status=status, errno=outcome.errno, detail=outcome.detail)
         return result, None if status == "vanished" else entry, 0
     if outcome.vanished:
-        return replace(row, status="vanished", compliant=True, detail=outcome.detail), None, 1
+        return replace(change, status="vanished", compliant=True, detail=outcome.detail), None, 1
     if outcome.readback == target or (not target & online and outcome.readback is not None):
         if outcome.readback == target:
             detail = _restored(decision)
@@ -319,39 +315,10 @@ def _carry_out(decision: Decision, tree: KernelTree, facts: Facts) -> Tuple[IrqR
                 f"gave the IRQ its default affinity, {outcome.readback_text}"
             )
         held = outcome.readback or 0
-        compliant = row.destination == "none" or not (held & online & ~row.reachable)
-        result = replace(
-            row,
-            status="changed",
-            affinity=row.affinity,
-            target=cpumask.format_cpulist(held),
-            target_mask=held,
-            compliant=compliant,
-            errno=None,
-            detail=detail,
-        )
+        compliant = not (held & online & ~write.reachable)
+        result = RowChange("changed", detail, cpumask.format_cpulist(held), compliant=compliant)
         keep = replace(entry, written=outcome.readback_text, pending=None) if decision.partial else None
         return result, keep, 1
     detail = outcome.detail or f"restoring {target_text} reads back {outcome.readback_text}"
     keep = replace(entry, written=outcome.readback_text, pending=None) if outcome.readback is not None else entry
-    return replace(row, status="failed", errno=None, detail=detail), keep, 1
-
-
-def _carry_out_default(
-    decision: Decision, tree: KernelTree, facts: Facts
-) -> Tuple[DefaultAffinityRow, Optional[JournalEntry], int]:
-    entry, row = decision.entry, decision.row
-    if decision.write is None:
-        return row, entry if decision.keep else None, 0
-    text = cpumask.format_for_file(decision.write, DEFAULT_AFFINITY_FILE, facts.topology.nr_cpu_ids)
-    try:
-        tree.write_default_affinity(text)
-    except OSError as exc:
-        outcome = outcome_of(exc.errno or 0)
-        if outcome.fatal:
-            raise FatalWriteError(f"cannot write {tree.path(DEFAULT_AFFINITY)}: {describe_oserror(exc)}") from None
-        failed = replace(row, status="failed", errno=errno_name(exc.errno or 0), detail=describe_oserror(exc))
-        return failed, entry, 0
-    detail = _restored(decision)
-    keep = replace(entry, written=text, pending=None) if decision.partial else None
-    return replace(row, status="changed", detail=detail), keep, 1
+    return replace(change, status="failed", errno=None, detail=detail), keep, 1

@@ -14,7 +14,7 @@ from irqagent.errors import StateError
 from irqagent.facts import Facts
 from irqagent.journal import EMPTY, Journal, JournalStore, Scope, fresh, scope_of
 from irqagent.kernel import KernelTree
-from irqagent.plan import IrqRow, Plan, make_plan
+from irqagent.plan import IrqRow, Plan, make_plan, may_spread
 from irqagent.platform import Platform, decide_platform
 from irqagent.refused import Refusal, decide_refusals
 from irqagent.report import Report
@@ -22,6 +22,7 @@ from irqagent.topology import known_apic_ids, offline_cpus
 
 if TYPE_CHECKING:  # the executor is imported by the commands that write, when they run
     from irqagent.execute import Execution
+    from irqagent.journal import Relation
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,7 @@ class Model:
 
 
 def read_facts(tree: KernelTree, config: Config) -> Facts:
-    wants_spread = config.policy.mode == "spread" or any(rule.mode == "spread" for rule in config.rules)
-    return tree.collect(want_node=wants_spread, want_driver=rules_need_driver(config.rules))
+    return tree.collect(want_node=may_spread(config), want_driver=rules_need_driver(config.rules))
 
 
 def build_model(facts: Facts, config: Config, journal: Journal) -> Model:
@@ -47,14 +47,21 @@ def build_model(facts: Facts, config: Config, journal: Journal) -> Model:
     platform = decide_platform(facts, config, chips, offline)
     apic_ids = known_apic_ids(facts.topology, offline)
     controllers = build_controllers(chips, platform, apic_ids, facts.topology.online, config)
-    plan = make_plan(facts, config, controllers, journal)
+    plan = make_plan(facts, config, controllers, journal.entries)
     refusal = decide_refusals(
         facts.topology, offline, files.madt is not None, files.madt_note, platform, facts.cmdline, files.acpi_tables
     )
     return Model(facts, platform, controllers, plan, refusal, apic_ids)
 
 
-def _report(command: str, model: Model, started: float, outcome: Optional[Execution] = None, **kwargs) -> Report:
+def _report(
+    command: str,
+    model: Model,
+    started: float,
+    outcome: Optional[Execution] = None,
+    dry_run: bool = False,
+    not_restored: int = 0,
+) -> Report:
     """The Report of a run: the plan as it stands, or what the executor made of it."""
     return Report(
         command=command,
@@ -70,7 +77,8 @@ def _report(command: str, model: Model, started: float, outcome: Optional[Execut
         exclusion=model.plan.exclusion,
         timestamp=time.time(),
         duration=time.monotonic() - started,
-        **kwargs,
+        dry_run=dry_run,
+        not_restored=not_restored,
     )
 
 
@@ -91,7 +99,7 @@ def peek_journal(store: Optional[JournalStore], scope: Scope, warn: TextIO = sys
     return journal
 
 
-def _not_used(store: JournalStore, journal: Journal, relation: str) -> str:
+def _not_used(store: JournalStore, journal: Journal, relation: Relation) -> str:
     if relation == "foreign":
         return f"journal {store.path} holds {journal.describe()}, not this root: not used"
     return f"journal {store.path} holds {journal.describe()} from an earlier boot (boot ID {journal.boot_id}): history"
@@ -148,7 +156,7 @@ def apply(
     model = build_model(read_facts(tree, config), config, journal)
     plan = model.plan
     if refused is not None:
-        plan = replace(plan, rows=tuple(_not_again(row, refused) for row in plan.rows))
+        plan = plan.without_writes(_not_again(plan, refused))
     from irqagent.execute import UnrecordedWrites, apply_plan
 
     _remove_stray_temps(tree, store, model.facts)
@@ -163,8 +171,7 @@ def apply(
 
 
 def _writes_planned(plan: Plan) -> bool:
-    default = plan.default_affinity
-    return bool(plan.writes) or (default is not None and default.status == "would-change")
+    return bool(plan.writes) or plan.default_write is not None
 
 
 def _remove_stray_temps(tree: KernelTree, store: JournalStore, facts: Facts) -> None:
@@ -177,18 +184,16 @@ def _remove_stray_temps(tree: KernelTree, store: JournalStore, facts: Facts) -> 
         tree.remove_stray_temps([irq.irq for irq in facts.irqs])
 
 
-def _not_again(row: IrqRow, refused: Callable[[IrqRow], Optional[IrqRow]]) -> IrqRow:
-    if row.status != "would-change":
-        return row
-    earlier = refused(row)
-    if earlier is None:
-        return row
-    return replace(
-        row,
-        status=earlier.status,
-        errno=earlier.errno,
-        detail=f"{earlier.detail}; refused before: not retried until the mask, target or config changes",
-    )
+def _not_again(plan: Plan, refused: Callable[[IrqRow], Optional[IrqRow]]) -> Dict[int, IrqRow]:
+    """The rows of planned writes the kernel refused before, with that earlier outcome."""
+    rows: Dict[int, IrqRow] = {}
+    planned = {write.irq for write in plan.writes}
+    for row in plan.rows:
+        earlier = refused(row) if row.irq in planned else None
+        if earlier is not None:
+            detail = f"{earlier.detail}; refused before: not retried until the mask, target or config changes"
+            rows[row.irq] = replace(row, status=earlier.status, errno=earlier.errno, detail=detail)
+    return rows
 
 
 def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bool, dry_run: bool = False) -> Report:
@@ -200,5 +205,5 @@ def restore_all(tree: KernelTree, config: Config, store: JournalStore, force: bo
 
     if not dry_run:
         _remove_stray_temps(tree, store, model.facts)
-    result = restore(model.facts, list(model.plan.rows), tree, store, journal, scope_of(tree), force, dry_run)
+    result = restore(model.facts, model.plan, model.controllers, tree, store, journal, scope_of(tree), force, dry_run)
     return _report("restore", model, started, result, not_restored=result.not_restored, dry_run=dry_run)

@@ -82,6 +82,7 @@ def test_enospc_falls_back_once_to_the_larger_set(tree, tmp_path):
     faulty = FaultyTree(root, faults={4: errno.ENOSPC}, fail_once={4})
     row = by_irq(apply(faulty, tmp_path / "state"))[4]
     assert (row.status, row.errno, row.target) == ("changed", "ENOSPC", "0-255")
+    assert "on CPUs 3: retried on 0-255" in row.detail
     assert [text for irq, text in faulty.attempts if irq == 4] == ["3", "0-255"]
 
 

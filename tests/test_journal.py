@@ -1,13 +1,17 @@
+import errno
 import json
 import os
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, strategies as st
 
+from irqagent import output
 from irqagent.errors import StateError
-from irqagent.journal import EMPTY, Journal, JournalEntry, JournalStore, StateLock, decode, encode
+from irqagent.journal import EMPTY, Journal, JournalEntry, JournalStore, JournalWriteError, StateLock, decode, encode
 
 
 def sample():
@@ -39,6 +43,26 @@ def test_no_temp_files_left_behind(tmp_path):
     for _ in range(3):
         store.save(sample())
     assert sorted(os.listdir(tmp_path)) == ["journal.json"]
+
+
+@pytest.mark.parametrize("step", ["write", "fsync", "rename"])
+def test_failed_save_keeps_the_previous_journal_and_no_temp_file(tmp_path, monkeypatch, step):
+    store = JournalStore(str(tmp_path))
+    store.save(sample())
+    before = open(store.path, "rb").read()
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(
+        *{"write": (output, "_write_all"), "fsync": (os, "fsync"), "rename": (os, "replace")}[step], fail
+    )
+    with pytest.raises(JournalWriteError, match=r"^cannot write journal .*/journal.json: Input/output error$"):
+        store.save(replace(sample(), boot_id=None))  # another journal: must not replace the saved one
+    monkeypatch.undo()
+    assert open(store.path, "rb").read() == before
+    assert sorted(os.listdir(tmp_path)) == ["journal.json"]
+    assert oct(os.stat(store.path).st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.parametrize(
@@ -84,7 +108,7 @@ def test_lock_is_exclusive_across_processes(tmp_path):
     with StateLock(str(tmp_path)):
         code = (
             "import sys; from irqagent.journal import StateLock; from irqagent.errors import StateError\n"
-            f"try:\n    StateLock({str(tmp_path)!r}).acquire()\nexcept StateError as e:\n    print(e); sys.exit(3)\n"
+            f"try:\n    StateLock({str(tmp_path)!r}).lock()\nexcept StateError as e:\n    print(e); sys.exit(3)\n"
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert result.returncode == 3

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from irqagent import journal as journal_mod
+from irqagent import output as output_mod
 from irqagent import runner
 from irqagent.config import Config, parse_config
 from irqagent.errors import StateError
@@ -519,7 +520,7 @@ def test_ebusy_is_retried_next_pass(tree, tmp_path):
     assert (row.status, row.errno) == ("failed", "EBUSY") and "retrying" in row.detail
     from irqagent.outcomes import outcome_of
 
-    assert outcome_of(errno.EBUSY).permanent is False and outcome_of(errno.EINVAL).permanent is True
+    assert outcome_of(errno.EBUSY).retry is True and outcome_of(errno.EINVAL).retry is False
 
 
 # -- a journal save that fails -------------------------------------------------------------------
@@ -548,7 +549,7 @@ def test_failed_journal_save_before_the_writes_writes_nothing(tree, tmp_path, mo
         raise OSError(code, os.strerror(code))
 
     if where == "write":
-        monkeypatch.setattr(JournalStore, "_write_all", staticmethod(fail))
+        monkeypatch.setattr(output_mod, "_write_all", fail)
     else:
         monkeypatch.setattr(journal_mod.os, "fsync", fail)
     recording = Recording(root)

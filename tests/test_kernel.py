@@ -1,5 +1,6 @@
 """The reader/writer: what it reads from a root, how, and how it writes."""
 
+import errno
 import os
 import shutil
 
@@ -95,6 +96,28 @@ def test_writes_to_a_file_tree_replace_the_file_whole_and_keep_its_mode(tree):
     assert not any(name.endswith(".irqagent-new") for name in os.listdir(os.path.dirname(path)))
     with pytest.raises(FileNotFoundError):
         reader.write_affinity(12345, "0")
+
+
+def test_file_tree_writes_are_durable_and_a_failed_one_changes_nothing(tree, monkeypatch):
+    """The same policy as the journal's: the temp file is fsynced before the rename, the directory
+    after it; a write that fails half-way leaves the old mask and no temp file."""
+    root = tree("managed")
+    directory = os.path.join(root, "proc/irq/24")
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.path.isdir(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    KernelTree(root).write_affinity(24, "0-3")
+    assert synced == [False, True] and read(root, "proc/irq/24/smp_affinity_list") == "0-3"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        KernelTree(root).write_affinity(24, "0-7")
+    assert caught.value.errno == errno.ENOSPC
+    assert read(root, "proc/irq/24/smp_affinity_list") == "0-3"
+    assert not any(name.endswith(".irqagent-new") for name in os.listdir(directory))
 
 
 def test_empty_file_is_written_in_place(tree):

@@ -1,3 +1,8 @@
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from irqagent import cpumask
@@ -5,9 +10,10 @@ from irqagent.devtools.profiles import cloud_hypervisor_320
 from irqagent.config import Config, Policy, parse_config
 from irqagent.facts import IrqFacts
 from irqagent.journal import EMPTY, Journal, JournalEntry
+from irqagent.plan import DefaultAffinityRow, may_spread
 from irqagent.runner import build_model
 
-from conftest import make_facts
+from conftest import REPO, make_facts
 
 # Cloud Hypervisor's DMI (vmm/src/vm.rs smbios), as its guests show it in sys/class/dmi/id.
 X2APIC_ON = 0xFEE00D00  # IA32_APIC_BASE of a BSP with xAPIC global enable (bit 11) and x2APIC (bit 10)
@@ -189,11 +195,15 @@ def test_plan_invariants(irq_masks, online, excluded):
     config = Config(policy=Policy(exclude_cpus=excluded))
     plan = plan_for(facts, config)
     reachable = online & ((1 << 256) - 1)  # Cloud Hypervisor's IO-APIC: APIC IDs 0-255
+    writes = {write.irq: write for write in plan.writes}
+    assert sorted(writes) == [row.irq for row in plan.rows if row.status == "would-change"]
     for row, (mask, _) in zip(plan.rows, irq_masks):
         if row.status == "would-change":
-            assert row.target_mask and row.target_mask & ~reachable == 0
+            target = cpumask.parse_cpulist(row.target)
+            assert writes[row.irq].target == target and writes[row.irq].current == mask
+            assert target and target & ~reachable == 0
             if reachable & ~excluded:
-                assert row.target_mask & excluded == 0
+                assert target & excluded == 0
         if row.status == "unreachable":
             assert reachable == 0
         if not mask & online:  # no online CPU in the mask: complies, never rewritten
@@ -224,3 +234,106 @@ def test_unknown_chip_is_named_in_the_irq_detail():
     row = rows(plan_for(facts))[24]
     assert (row.destination, row.status) == ("8bit", "ok")
     assert "unknown chip 'FOO-MSI'" in row.detail
+
+
+# -- planned writes: what the executor may write, apart from the report rows -----------------------
+
+
+def test_planned_writes_carry_what_the_executor_needs_and_nothing_is_planned_for_other_rows():
+    # Cloud Hypervisor's IO-APIC reaches APIC IDs 0-255 (devices/src/ioapic.rs); CPU 0 is excluded.
+    config = Config(policy=Policy(exclude_cpus=1))
+    irqs = [
+        IrqFacts(irq=4, chip="IO-APIC", name="i8042", affinity_text="3,280"),
+        IrqFacts(irq=8, chip="IO-APIC", name="rtc0", affinity_text="00000000,ffffffff", affinity_file="smp_affinity"),
+        (12, "IO-APIC", "5-9"),  # complies: no write
+        (24, "PCI-MSI", "0-319"),  # 15-bit MSI, CPU 0 excluded: a write
+    ]
+    plan = plan_for(cloud_hypervisor(irqs), config)
+    writes = {write.irq: write for write in plan.writes}
+    assert sorted(writes) == [4, 8, 24] and [row.irq for row in plan.rows if row.status == "would-change"] == [4, 8, 24]
+    four = writes[4]
+    assert (four.file, four.current, four.target) == ("smp_affinity_list", (1 << 3) | (1 << 280), 1 << 3)
+    assert four.fallback == ((1 << 256) - 1) & ~1  # ENOSPC: every allowed CPU, 1-255
+    assert four.reachable == (1 << 256) - 1 and (four.chip, four.name) == ("IO-APIC", "i8042")
+    assert (writes[8].file, writes[8].current, writes[8].target) == ("smp_affinity", (1 << 32) - 1, (1 << 32) - 2)
+    assert writes[24].target == ((1 << 320) - 1) & ~1 and writes[24].fallback is None  # target = every allowed CPU
+    assert plan.masks[12] == 0b1111100000 and plan.default_write is None
+
+
+def test_the_default_affinity_write_is_planned_apart():
+    # APIC ID 255 is the broadcast ID (8-bit destination): new IRQs must not start on CPU 255.
+    everything = cpumask.format_hexmask((1 << 256) - 1, 256)
+    facts = make_facts(cpus=256, kernel="6.12.0", irqs=[(24, "PCI-MSI", "0")], default_affinity=everything)
+    plan = plan_for(facts, parse_config(BROADCAST_255))
+    write = plan.default_write
+    assert (write.irq, write.file, write.current, write.target) == (
+        -1,
+        "default_smp_affinity",
+        (1 << 256) - 1,
+        (1 << 255) - 1,
+    )
+    assert plan.writes == ()
+
+
+def test_report_rows_hold_no_executor_state():
+    """The report rows are what the JSON report shows, field for field (schema irqagent.report/1)."""
+    plan = plan_for(cloud_hypervisor([(4, "IO-APIC", "0-319")]))
+    assert list(vars(plan.rows[0])) == [
+        "irq",
+        "chip",
+        "name",
+        "device",
+        "destination",
+        "affinity",
+        "effective",
+        "target",
+        "status",
+        "compliant",
+        "errno",
+        "detail",
+    ]
+    assert list(vars(plan.default_affinity or DefaultAffinityRow("", None, "ok"))) == [
+        "affinity",
+        "target",
+        "status",
+        "detail",
+        "errno",
+    ]
+
+
+def test_without_writes_drops_the_write_and_replaces_only_that_row():
+    plan = plan_for(cloud_hypervisor([(4, "IO-APIC", "0-319"), (8, "IO-APIC", "0-319")]))
+    refused = replace(plan.rows[0], status="managed", errno="EIO", detail="refused before")
+    after = plan.without_writes({4: refused})
+    assert [write.irq for write in after.writes] == [8]
+    assert after.rows == (refused, plan.rows[1]) and after.masks == plan.masks
+    assert plan.without_writes({}) is plan
+
+
+@pytest.mark.parametrize(
+    "text, spread_any",
+    [
+        ("", False),
+        ('[policy]\nmode = "spread"\n', True),
+        ('[[rule]]\nname = "nvme*"\nmode = "spread"\n', True),
+        ('[[rule]]\nname = "nvme*"\nmode = "spread"\ncpus = "0-3"\n', False),  # its CPUs decide
+        ('[policy]\nmode = "spread"\n[[rule]]\nname = "x"\nmode = "restrict"\n', True),  # other IRQs spread
+    ],
+)
+def test_one_rule_decides_spreading_for_the_reader_and_the_plan(text, spread_any):
+    """The reader reads NUMA nodes exactly when some IRQ may be spread, by the rule the plan applies."""
+    config = parse_config(text)
+    assert may_spread(config) is spread_any
+    irqs = [
+        IrqFacts(irq=24 + i, chip="PCI-MSI", name=f"nvme0q{i}", device="0000:00:04.0", affinity_text="0-7")
+        for i in range(4)
+    ]
+    planned = {row.target for row in plan_for(make_facts(cpus=8, irqs=irqs), config).rows}
+    assert (len(planned) == 4) is spread_any  # four queues, four CPUs: spread; else one shared target
+
+
+def test_plan_does_not_import_the_journal_module():
+    """The plan is pure: it reads journal entries, it never loads the I/O module."""
+    code = "import sys, irqagent.plan; print('irqagent.journal' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout == "False\n"

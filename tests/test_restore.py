@@ -1,4 +1,5 @@
 import errno
+import os
 
 from irqagent import runner
 from irqagent.config import parse_config
@@ -79,3 +80,39 @@ def test_restore_with_empty_journal_is_a_no_op(tree, tmp_path):
     root = tree(GUEST)
     report = runner.restore_all(KernelTree(root), CONFIG, JournalStore(str(tmp_path / "s")), force=False)
     assert report.exit_status == 0 and report.writes == 0
+
+
+class DefaultFaults(KernelTree):
+    """default_smp_affinity refuses writes with ``code``, or keeps ``adjusted`` instead of what is written."""
+
+    def __init__(self, root, code=None, adjusted=None):
+        super().__init__(root)
+        self.code, self.adjusted = code, adjusted
+
+    def write_default_affinity(self, text):
+        if self.code is not None:
+            raise OSError(self.code, os.strerror(self.code))
+        super().write_default_affinity(self.adjusted or text)
+
+
+def test_refused_default_affinity_restore_is_failed_and_kept(tree, tmp_path):
+    """EIO means "managed" for an IRQ; default_smp_affinity belongs to no IRQ: a plain failure."""
+    root = tree(GUEST)
+    store = apply_then(root, tmp_path / "state")
+    report = runner.restore_all(DefaultFaults(root, code=errno.EIO), CONFIG, store, force=False)
+    row = report.default_affinity
+    assert (row.status, row.errno) == ("failed", "EIO") and "Input/output error" in row.detail
+    assert report.exit_status == 1 and store.load().default_affinity is not None and not store.load().entries
+    assert read(root, "proc/irq/default_smp_affinity") == ",".join(["00000fff"] + ["ffffffff"] * 9)  # 0-299 still
+
+
+def test_default_affinity_restore_is_read_back(tree, tmp_path):
+    """The kernel keeping another default mask than the original is a failure, not "changed"."""
+    root = tree(GUEST)
+    store = apply_then(root, tmp_path / "state")
+    other = ",".join(["00000000"] * 9 + ["0000000f"])  # CPUs 0-3
+    report = runner.restore_all(DefaultFaults(root, adjusted=other), CONFIG, store, force=False)
+    row = report.default_affinity
+    assert (row.status, row.errno, row.detail) == ("failed", None, f"restoring 0-319 reads back {other}")
+    assert report.writes == 13 and report.exit_status == 1
+    assert store.load().default_affinity.written == other

@@ -290,7 +290,7 @@ def test_ebusy_is_retried_and_counters_count_what_happened(tree, tmp_path, monke
     Busy.attempts, Busy.busy_left = [], 1
     settings = daemon_mod.Settings(root, str(tmp_path / "state"), None, None, None, uevents=False)
     stream = io.StringIO()
-    locked = StateLock(settings.state_dir).acquire()
+    locked = StateLock(settings.state_dir).lock()
     agent = daemon_mod.Daemon(
         settings, Config(daemon=DaemonSettings()), daemon_mod.Log(stream, False), Notifier(None), {}, locked
     )
