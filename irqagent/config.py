@@ -11,16 +11,15 @@ import fnmatch
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask, trust
 from irqagent.errors import ConfigError
 from irqagent.paths import DEFAULT_CONFIG
+from irqagent.records import field, frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal, TypeVar, Union
+    from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, TypeVar, Union
 
     from irqagent.controllers import Destination
 
@@ -50,7 +49,7 @@ def quote(value: object, limit: int = QUOTE) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
-@dataclass(frozen=True)
+@frozen
 class ControllerOverride:
     """A ``[[controller]]`` table: force the destination of chips matching a glob."""
 
@@ -62,7 +61,7 @@ class ControllerOverride:
         return fnmatch.fnmatchcase(chip, self.chip)
 
 
-@dataclass(frozen=True)
+@frozen
 class Rule:
     """A ``[[rule]]`` table: the first whose match keys all match an IRQ applies."""
 
@@ -83,7 +82,7 @@ class Rule:
         return f"rule {self.index + 1} ({', '.join(keys)})"
 
 
-@dataclass(frozen=True)
+@frozen
 class Policy:
     mode: PolicyMode = "restrict"
     exclude_cpus: int = 0
@@ -91,7 +90,7 @@ class Policy:
     default_smp_affinity: bool = True
 
 
-@dataclass(frozen=True)
+@frozen
 class DaemonSettings:
     interval: float = 60.0
     debounce: float = 0.5
@@ -99,7 +98,7 @@ class DaemonSettings:
     metrics_file: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Config:
     path: Optional[str] = None
     apic_id_255: ApicId255 = "unicast"  # broadcast: a hypervisor that keeps KVM's broadcast quirk

@@ -8,19 +8,18 @@ exceptions (:mod:`irqagent.hypervisors`) and the config decide the rest.  Pure f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
-
 from irqagent import cpumask
-from irqagent.config import Config
-from irqagent.hypervisors import VmmException, exception_for
-from irqagent.platform import MAX_15BIT_APIC_ID, MAX_8BIT_APIC_ID, MAX_XAPIC_APIC_ID, Platform
+from irqagent.hypervisors import exception_for
+from irqagent.platform import MAX_8BIT_APIC_ID, MAX_15BIT_APIC_ID, MAX_XAPIC_APIC_ID
+from irqagent.records import field, frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal, Union
+    from typing import Dict, Iterable, List, Literal, Mapping, Optional, Tuple, Union
 
-    from irqagent.platform import ApicDestination, Source
+    from irqagent.config import Config
+    from irqagent.hypervisors import VmmException
+    from irqagent.platform import ApicDestination, Platform, Source
 
     # Where a controller can send: the platform's APIC destination, a remapped (32-bit) or Hyper-V stub
     # destination, any CPU (event channels, Hyper-V vPCI), or nowhere settable
@@ -34,7 +33,7 @@ PLATFORM_CHIPS = ("IO-APIC", "PCI-MSI")  # the kernel's own non-remapped IO-APIC
 HYPERV_STUB_MAX = 255  # drivers/iommu/hyperv-iommu.c: ioapic_max_cpumask holds CPUs <= 255 with APIC ID < 256
 
 
-@dataclass(frozen=True)
+@frozen
 class Reach:
     """Which APIC IDs (and, for Hyper-V's stub, which CPU numbers) a controller can name."""
 
@@ -51,7 +50,7 @@ class Reach:
         return "all" if self.max_apic_id is None else f"0-{self.max_apic_id}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Controller:
     chip: str
     destination: Destination

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Tuple
 
+from irqagent.records import frozen
 from irqagent.textform import number_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Callable, Dict, Literal, Mapping, Tuple
+
+    Regs = Tuple[int, int, int, int]
+    Leaves = Mapping[Tuple[int, int], Regs]
 
     # The hypervisor interface a CPUID signature names; "none": no hypervisor, "unknown": unrecognised
     Vendor = Literal[
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
         "unknown",
     ]
 
-Regs = Tuple[int, int, int, int]
-Leaves = Mapping[Tuple[int, int], Regs]
 ZERO: Regs = (0, 0, 0, 0)
 
 HYPERVISOR_FIRST = 0x40000000
@@ -138,7 +138,7 @@ def collect(query: Callable[[int, int], Regs]) -> Dict[Tuple[int, int], Regs]:
     return leaves
 
 
-@dataclass(frozen=True)
+@frozen
 class CpuidHypervisor:
     """What the CPUID leaves say about the host."""
 

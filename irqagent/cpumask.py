@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Iterator, Optional
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable
+    from typing import Iterable, Iterator, Optional
 
 __all__ = [
     "CpumaskError",

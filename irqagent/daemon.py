@@ -30,7 +30,7 @@ import select
 import signal
 import socket
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, TextIO, Tuple
 
 from irqagent import __version__, runner
@@ -44,6 +44,7 @@ from irqagent.notify import Notifier, watchdog_interval
 from irqagent.outcomes import outcome_named
 from irqagent.output import write_atomic
 from irqagent.plan import IrqRow
+from irqagent.records import replace
 from irqagent.render_prometheus import Counters, render_prometheus
 from irqagent.render_text import refused_section, summary_line
 from irqagent.report import Report

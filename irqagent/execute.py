@@ -19,21 +19,28 @@ holds (original, previous write or new write): ``irqagent restore`` can always u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
 
 from irqagent import cpumask
 from irqagent.errors import IrqagentError, StateError
-from irqagent.journal import Journal, JournalStore, JournalWriteError, new_entry
-from irqagent.journal_entry import JournalEntry, settled
-from irqagent.kernel import DEFAULT_AFFINITY, PROC_IRQ, KernelTree, describe_oserror
-from irqagent.outcomes import Outcome, default_affinity_outcome, errno_name, outcome_of
-from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite
-from irqagent.topology import Topology
+from irqagent.journal import JournalWriteError, new_entry
+from irqagent.journal_entry import settled
+from irqagent.kernel import DEFAULT_AFFINITY, PROC_IRQ, describe_oserror
+from irqagent.outcomes import default_affinity_outcome, errno_name, outcome_of
+from irqagent.plan import DEFAULT_AFFINITY_FILE
+from irqagent.records import frozen, replace
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from irqagent.plan import Status
+    from typing import Callable, Dict, List, Optional, Tuple
+
+    from irqagent.journal import Journal, JournalStore
+    from irqagent.journal_entry import JournalEntry
+    from irqagent.kernel import KernelTree
+    from irqagent.outcomes import Outcome
+    from irqagent.plan import DefaultAffinityRow, IrqRow, Plan, PlannedWrite, Status
     from irqagent.report import Report
+    from irqagent.topology import Topology
 
 
 class FatalWriteError(IrqagentError):
@@ -70,7 +77,7 @@ def changed_phrase(irqs: List[int], default: bool) -> str:
     return " and ".join(items) if items else "nothing"
 
 
-@dataclass(frozen=True)
+@frozen
 class RowChange:
     """New values for a report row: what a write came to, or what restore decided."""
 
@@ -90,7 +97,7 @@ class RowChange:
         return replace(row, status=self.status, detail=self.detail, target=self.target, errno=self.errno)
 
 
-@dataclass(frozen=True)
+@frozen
 class WriteOutcome:
     ok: bool  # the write was accepted
     errno: Optional[str] = None

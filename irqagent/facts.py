@@ -6,22 +6,21 @@ function of these values: no stage re-reads a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import FrozenSet, Mapping, Optional, Tuple
-
-from irqagent.cpuid import Leaves
-from irqagent.madt import Madt
-from irqagent.topology import Topology
+from irqagent.records import field, frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import FrozenSet, Literal, Mapping, Optional, Tuple
+
+    from irqagent.cpuid import Leaves
+    from irqagent.madt import Madt
+    from irqagent.topology import Topology
 
     # Where the IRQs' chip names came from: sys/kernel/irq/N, proc/interrupts (old kernels), or nowhere
     ChipSource = Literal["sysfs", "interrupts", "none"]
 
 
-@dataclass(frozen=True)
+@frozen
 class IrqFacts:
     """One ``proc/irq/N`` directory as read."""
 
@@ -39,7 +38,7 @@ class IrqFacts:
     driver: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@frozen
 class PlatformFiles:
     """Firmware and hypervisor facts that only change when CPUs are hot-plugged."""
 
@@ -52,7 +51,7 @@ class PlatformFiles:
     boot_id: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Facts:
     """Everything the model needs, read from one root."""
 

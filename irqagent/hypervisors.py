@@ -9,12 +9,11 @@ row naming its source.  Pure functions only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from irqagent.records import frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Dict, Literal
+    from typing import AbstractSet, Dict, Literal, Mapping, Optional, Tuple
 
     from irqagent.cpuid import Vendor
 
@@ -50,7 +49,7 @@ ACPI_OEMS: Dict[str, Vmm] = {"BOCHS": "qemu", "FIRECK": "firecracker", "CLOUDH":
 CPUID_VMMS: Dict[Vendor, Vmm] = {"tcg": "qemu", "hyperv": "hyper-v", "xen": "xen", "bhyve": "bhyve", "vmware": "vmware"}
 
 
-@dataclass(frozen=True)
+@frozen
 class Identity:
     vmm: Optional[Vmm]  # None: not known
     evidence: str  # one phrase: how it was told
@@ -89,7 +88,7 @@ def identify_vmm(
 # -- the exception table ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class VmmException:
     """A controller that a hypervisor delivers narrower than the kernel's platform mode."""
 

@@ -8,9 +8,12 @@ A line is ``N: <count per CPU column> CHIP [HWIRQ-]TYPE NAME``.  Old kernels (be
 from __future__ import annotations
 
 import re
-from typing import Dict, Tuple
 
 from irqagent.cpumask import is_decimal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 _TYPED = re.compile(r"^(?P<chip>.*?)\s+(?:[0-9]+-)?(?P<type>edge|level|fasteoi|simple|none|bad)\b\s*(?P<name>.*)$")
 _JOINED_TYPE = re.compile(r"-(edge|level|fasteoi)$")

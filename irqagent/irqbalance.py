@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from irqagent import cpumask
-from irqagent.config import Config
-from irqagent.report import Report
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from irqagent.config import Config
+    from irqagent.report import Report
 
 
 def banned_cpus(report: Report) -> int:

@@ -30,16 +30,16 @@ import math
 import os
 import stat
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from irqagent import cpumask, trust
 from irqagent.errors import StateError
 from irqagent.journal_entry import MAX_CPUS, JournalEntry
 from irqagent.kernel import BOOT_ID_FORM
+from irqagent.records import frozen
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from typing import Literal, NoReturn
+    from typing import Any, Dict, Literal, Mapping, NoReturn, Optional, Tuple, Union
 
     from irqagent.kernel import KernelTree
 
@@ -61,7 +61,7 @@ ENTRY_KEYS = frozenset({"original", "written", "pending", "chip", "name", "file"
 O_OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
-@dataclass(frozen=True)
+@frozen
 class Scope:
     """Which kernel a journal belongs to: the root (absolute, resolved) and its boot."""
 
@@ -74,7 +74,7 @@ def scope_of(tree: KernelTree) -> Scope:
     return Scope(os.path.realpath(tree.root), tree.boot_id())
 
 
-@dataclass(frozen=True)
+@frozen
 class Journal:
     entries: Mapping[int, JournalEntry]
     default_affinity: Optional[JournalEntry] = None  # irq = -1
@@ -254,14 +254,17 @@ def _strerror(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-@dataclass
 class StateDir:
     """The state directory, opened once; every file in it is reached through ``fd``."""
 
-    path: str
-    fd: Optional[int] = None
-    locked: bool = False
-    _identity: Optional[Tuple[int, int]] = field(default=None, repr=False)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd: Optional[int] = None
+        self.locked = False
+        self._identity: Optional[Tuple[int, int]] = None
+
+    def __repr__(self) -> str:
+        return f"StateDir(path={self.path!r}, fd={self.fd!r}, locked={self.locked!r})"
 
     def open(self, create: bool) -> bool:
         """Open (and with ``create`` make, 0700) the directory and check it can be trusted.

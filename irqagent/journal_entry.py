@@ -6,15 +6,17 @@ The plan reads entries (to steer an IRQ back towards its original); the journal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Optional
-
 from irqagent import cpumask
+from irqagent.records import frozen, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Optional
 
 MAX_CPUS = 1 << 16  # masks naming a CPU at or beyond this are damaged
 
 
-@dataclass(frozen=True)
+@frozen
 class JournalEntry:
     """One IRQ's original mask and the masks the agent may have left in it."""
 

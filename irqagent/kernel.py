@@ -11,20 +11,21 @@ import errno
 import os
 import re
 import stat
-from dataclasses import replace
-from typing import Dict, List, Optional, Set, Tuple
 
 from irqagent import cpuid as cpuid_mod
 from irqagent import cpumask
 from irqagent import msr as msr_mod
-from irqagent.madt import MAX_TABLE_BYTES, MadtError, parse_madt
 from irqagent.errors import InputError
 from irqagent.facts import Facts, IrqFacts, PlatformFiles
 from irqagent.interrupts import InterruptsFormatError, parse_interrupts
+from irqagent.madt import MAX_TABLE_BYTES, MadtError, parse_madt
+from irqagent.records import replace
 from irqagent.topology import build_topology
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
+
     from irqagent.facts import ChipSource
 
 READ_CHUNK = 1 << 18

@@ -19,8 +19,13 @@ Linux skips a type 0 entry with APIC ID 0xFF and a type 9 entry with 0xFFFFFFFF
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import List, NamedTuple, Tuple
+from collections import namedtuple
+
+from irqagent.records import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import List, NamedTuple, Tuple
 
 HEADER = struct.Struct("<4sIBB6s8sI4sI")  # 36 bytes
 MADT_FIELDS = struct.Struct("<II")  # local APIC address, flags
@@ -42,14 +47,23 @@ class MadtError(ValueError):
     """A MADT that cannot be trusted: truncated, corrupt or not a MADT at all."""
 
 
-class MadtCpu(NamedTuple):
-    """One Processor Local APIC (type 0) or Local x2APIC (type 9) entry (a tuple: 32,768 of
-    them are built in a few milliseconds)."""
+if TYPE_CHECKING:
 
-    apic_id: int
-    uid: int
-    flags: int
-    entry_type: int
+    class _CpuEntry(NamedTuple):
+        apic_id: int
+        uid: int
+        flags: int
+        entry_type: int
+
+else:  # the same named tuple, without importing typing at run time (start-up time)
+    _CpuEntry = namedtuple("_CpuEntry", ("apic_id", "uid", "flags", "entry_type"))
+
+
+class MadtCpu(_CpuEntry):
+    """One Processor Local APIC (type 0) or Local x2APIC (type 9) entry (a named tuple:
+    32,768 of them are built in a few milliseconds)."""
+
+    __slots__ = ()
 
     @property
     def enabled(self) -> bool:
@@ -60,14 +74,14 @@ class MadtCpu(NamedTuple):
         return bool(self.flags & FLAG_ONLINE_CAPABLE)
 
 
-@dataclass(frozen=True)
+@frozen
 class MadtIoApic:
     ioapic_id: int
     address: int
     gsi_base: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Madt:
     revision: int
     oem_id: str

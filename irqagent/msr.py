@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Dict, Optional
 
 from irqagent.textform import number_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal, Mapping
+    from typing import Dict, Literal, Mapping, Optional
 
     ApicMode = Literal["x2apic", "xapic"]  # the local APIC mode the kernel runs (IA32_APIC_BASE EXTD)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Mapping, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 
 class Notifier:

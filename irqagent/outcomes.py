@@ -6,14 +6,17 @@ README.md's failure matrix is this table in prose (KERNEL-NOTES: "Writing").
 from __future__ import annotations
 
 import errno as errno_mod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict
 
+from irqagent.records import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Dict
+
     from irqagent.plan import Status
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     status: Status  # the IRQ's report status (SPEC statuses)
     detail: str  # what it means, for the IRQ's detail

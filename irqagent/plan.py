@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
-from irqagent.config import Config, Rule, first_rule
-from irqagent.controllers import Controller
-from irqagent.facts import Facts, IrqFacts
+from irqagent.config import first_rule
 from irqagent.platform import parse_kernel_version
 from irqagent.policy import Exclusion, SpreadItem, cmdline_exclusion, spread
+from irqagent.records import field, frozen
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Dict, List, Literal, Mapping, Optional, Tuple
 
+    from irqagent.config import Config, Rule
+    from irqagent.controllers import Controller
+    from irqagent.facts import Facts, IrqFacts
     from irqagent.journal_entry import JournalEntry
 
     Status = Literal[
@@ -63,7 +64,7 @@ DESTINATION_PHRASE = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class IrqRow:
     """One IRQ in the report: as planned, or as the executor left it."""
 
@@ -81,7 +82,7 @@ class IrqRow:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class DefaultAffinityRow:
     """``proc/irq/default_smp_affinity`` in the report: the mask new IRQs start with."""
 
@@ -95,7 +96,7 @@ class DefaultAffinityRow:
 DEFAULT_AFFINITY_FILE = "default_smp_affinity"
 
 
-@dataclass(frozen=True)
+@frozen
 class PlannedWrite:
     """One write the executor may make: ``target`` into an IRQ's affinity file, or into
     ``default_smp_affinity`` (``irq`` -1).  Never reported: the report has the rows."""
@@ -110,7 +111,7 @@ class PlannedWrite:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Plan:
     rows: Tuple[IrqRow, ...]
     default_affinity: Optional[DefaultAffinityRow]
@@ -191,7 +192,7 @@ def make_plan(
     return Plan(tuple(rows), default, exclusion, tuple(writes), default_write, masks)
 
 
-@dataclass
+@frozen
 class _Context:
     """What every IRQ's decision reads, built once per plan."""
 
@@ -291,7 +292,7 @@ def _plan_irq(
     return row, current, write
 
 
-@dataclass(frozen=True)
+@frozen
 class _Decision:
     status: Status
     compliant: bool

@@ -18,23 +18,22 @@ non-remapped platform (the kernel would have refused it otherwise: ``inferred``)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
 
 from irqagent import cpuid as cpuid_mod
 from irqagent import msr as msr_mod
-from irqagent.config import Config
-from irqagent.facts import Facts
 from irqagent.hypervisors import identify_vmm
-from irqagent.topology import FirmwareCpu
+from irqagent.records import frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Literal, Mapping
+    from typing import Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
+    from irqagent.config import Config
     from irqagent.cpuid import Vendor
+    from irqagent.facts import Facts
     from irqagent.hypervisors import Vmm
     from irqagent.msr import ApicMode
+    from irqagent.topology import FirmwareCpu
 
     ApicDestination = Literal["8bit", "15bit"]  # non-remapped IO-APIC/MSI: APIC IDs 0-255, or 0-32767
     Source = Literal["config", "chip", "inferred", "cpuid", "default"]  # what decided the APIC destination
@@ -71,7 +70,7 @@ def is_remapping_chip(chip: str) -> bool:
     return chip.startswith("IR-") and not chip.startswith("IR-HPET")
 
 
-@dataclass(frozen=True)
+@frozen
 class Platform:
     vendor: Vendor  # the CPUID interface
     vendor_source: VendorSource

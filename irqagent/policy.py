@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import heapq
 import re
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from irqagent import cpumask
+from irqagent.records import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 CMDLINE_FLAGS = ("nohz", "domain", "managed_irq")
 
 
-@dataclass(frozen=True)
+@frozen
 class Exclusion:
     cpus: int  # CPUs no IRQ should target
     reasons: Tuple[str, ...]  # one phrase per source, e.g. "isolcpus=2-3"
@@ -63,7 +66,7 @@ def _lenient_cpulist(text: str, nr_cpu_ids: int) -> int:
         return 0
 
 
-@dataclass(frozen=True)
+@frozen
 class SpreadItem:
     irq: int
     group: str  # IRQs of one device spread together

@@ -107,7 +107,6 @@ def frozen(cls: Type[V]) -> Type[V]:
     """Make ``cls`` a frozen record type (see the module's docstring)."""
     fields = _fields_of(cls)
     init_names = tuple(name for name, spec in fields.items() if spec.init)
-    accepted = frozenset(init_names)
     seen_default = ""
     for name in init_names:
         if not fields[name].required:
@@ -128,23 +127,20 @@ def frozen(cls: Type[V]) -> Type[V]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(init_names):
             raise TypeError(f"{title}() takes {len(init_names)} positional arguments but {len(args)} were given")
-        values = dict(zip(init_names, args))
-        for name, item in kwargs.items():
-            if name not in accepted:
-                raise TypeError(f"{title}() got an unexpected keyword argument {name!r}")
+        values = dict(zip(init_names, args))  # in field order: vars() lists the fields as declared
+        for name in init_names[len(args) :]:
+            if name in kwargs:
+                values[name] = kwargs.pop(name)
+            elif name in defaults:
+                values[name] = defaults[name]
+            elif name in factories:
+                values[name] = factories[name]()
+            else:
+                raise TypeError(f"{title}() missing required argument: {name!r}")
+        for name in kwargs:
             if name in values:
                 raise TypeError(f"{title}() got multiple values for argument {name!r}")
-            values[name] = item
-        if len(values) < len(init_names):
-            for name in init_names:
-                if name in values:
-                    continue
-                if name in defaults:
-                    values[name] = defaults[name]
-                elif name in factories:
-                    values[name] = factories[name]()
-                else:
-                    raise TypeError(f"{title}() missing required argument: {name!r}")
+            raise TypeError(f"{title}() got an unexpected keyword argument {name!r}")
         for name in later:
             values[name] = defaults[name] if name in defaults else factories[name]()
         self.__dict__.update(values)

@@ -10,18 +10,17 @@ APIC IDs the hypervisor configured; the platform says the kernel's limit.  Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
-
 from irqagent import cpumask
-from irqagent.platform import EXT_DEST_ID_KERNEL, MAX_15BIT_APIC_ID, MAX_8BIT_APIC_ID, MAX_XAPIC_APIC_ID, Platform
-from irqagent.topology import FirmwareCpu, Topology
+from irqagent.platform import EXT_DEST_ID_KERNEL, MAX_8BIT_APIC_ID, MAX_15BIT_APIC_ID, MAX_XAPIC_APIC_ID
+from irqagent.records import frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Dict
+    from typing import AbstractSet, Dict, List, Optional, Tuple
 
     from irqagent.hypervisors import Vmm
+    from irqagent.platform import Platform
+    from irqagent.topology import FirmwareCpu, Topology
 
 QEMU_FIX = (
     "Give the guest the extended destination ID (QEMU: -machine kernel-irqchip=split, machine type pc-5.2 or "
@@ -53,7 +52,7 @@ REMAPPING_FIX = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class RefusedCpu:
     cpu: Optional[int]  # None: the kernel never registered it
     apic_id: Optional[int]  # None: unknown (no readable MADT)
@@ -65,7 +64,7 @@ class RefusedCpu:
         return self.apic_id is not None
 
 
-@dataclass(frozen=True)
+@frozen
 class Refusal:
     cpus: Tuple[RefusedCpu, ...] = ()  # in CPU number order, then APIC ID order
     limit: Optional[int] = None  # the APIC ID limit that refused them

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
 
 from irqagent import __version__, cpumask
 from irqagent.plan import STATUSES
-from irqagent.report import Report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Dict, Iterable, List, Literal, Optional, Tuple
+
+    from irqagent.report import Report
 
     MetricType = Literal["gauge", "counter"]  # the exposition format's TYPE line (the two this file writes)
 

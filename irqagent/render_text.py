@@ -7,11 +7,16 @@ Fits an 80-column terminal: long cpulists and names are elided in the middle
 from __future__ import annotations
 
 import textwrap
-from typing import List
 
 from irqagent import __version__, cpumask
-from irqagent.refused import Refusal, group_ranges
-from irqagent.report import Report
+from irqagent.refused import group_ranges
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import List
+
+    from irqagent.refused import Refusal
+    from irqagent.report import Report
 
 WIDTH = 80
 STATUS_COLOURS = {

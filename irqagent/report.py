@@ -6,17 +6,21 @@ Text and Prometheus renderers live in :mod:`irqagent.render_text` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
-
 from irqagent import __version__, cpumask
-from irqagent.controllers import Controller
 from irqagent.errors import ExitStatus
-from irqagent.plan import DefaultAffinityRow, IrqRow
-from irqagent.platform import Platform
 from irqagent.policy import Exclusion
-from irqagent.refused import Refusal, RefusedCpu
-from irqagent.topology import Topology
+from irqagent.records import field, frozen
+from irqagent.refused import Refusal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
+    from irqagent.controllers import Controller
+    from irqagent.plan import DefaultAffinityRow, IrqRow
+    from irqagent.platform import Platform
+    from irqagent.refused import RefusedCpu
+    from irqagent.topology import Topology
 
 SCHEMA = "irqagent.report/1"
 IRQ_KEYS = (
@@ -35,7 +39,7 @@ IRQ_KEYS = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Report:
     command: str  # audit | apply | restore | run
     root: str

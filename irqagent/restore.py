@@ -18,20 +18,25 @@ half-way, so it always names exactly the IRQs still to restore.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
 
 from irqagent import cpumask
 from irqagent.errors import StateError
 from irqagent.execute import Execution, RowChange, changed_phrase, write_and_verify
-from irqagent.facts import Facts, IrqFacts
-from irqagent.journal import Journal, JournalStore, JournalWriteError, Scope
-from irqagent.journal_entry import JournalEntry
-from irqagent.kernel import KernelTree
-from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, Plan, PlannedWrite
+from irqagent.journal import JournalWriteError
+from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, PlannedWrite
+from irqagent.records import frozen, replace
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Tuple
+
     from irqagent.controllers import Controller
+    from irqagent.facts import Facts, IrqFacts
+    from irqagent.journal import Journal, JournalStore, Scope
+    from irqagent.journal_entry import JournalEntry
+    from irqagent.kernel import KernelTree
+    from irqagent.plan import Plan
 
 
 @dataclass
@@ -39,7 +44,7 @@ class Restoration(Execution):
     not_restored: int = 0  # journaled items left as they are (exit status 1)
 
 
-@dataclass(frozen=True)
+@frozen
 class Decision:
     """What restore does with one journal entry (an IRQ's, or the default affinity's)."""
 

@@ -5,27 +5,34 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Dict, Optional, TextIO
 
-from irqagent.config import Config, rules_need_driver
-from irqagent.controllers import Controller, build_controllers, chip_counts
+from irqagent.config import rules_need_driver
+from irqagent.controllers import build_controllers, chip_counts
 from irqagent.errors import StateError
-from irqagent.facts import Facts
-from irqagent.journal import EMPTY, Journal, JournalStore, Scope, fresh, scope_of
-from irqagent.kernel import KernelTree
-from irqagent.plan import IrqRow, Plan, make_plan, may_spread
-from irqagent.platform import Platform, decide_platform
-from irqagent.refused import Refusal, decide_refusals
+from irqagent.journal import EMPTY, fresh, scope_of
+from irqagent.plan import make_plan, may_spread
+from irqagent.platform import decide_platform
+from irqagent.records import frozen, replace
+from irqagent.refused import decide_refusals
 from irqagent.report import Report
 from irqagent.topology import known_apic_ids, offline_cpus
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:  # the executor is imported by the commands that write, when they run
+    from typing import Callable, Dict, Optional, TextIO
+
+    from irqagent.config import Config
+    from irqagent.controllers import Controller
     from irqagent.execute import Execution
-    from irqagent.journal import Relation
+    from irqagent.facts import Facts
+    from irqagent.journal import Journal, JournalStore, Relation, Scope
+    from irqagent.kernel import KernelTree
+    from irqagent.plan import IrqRow, Plan
+    from irqagent.platform import Platform
+    from irqagent.refused import Refusal
 
 
-@dataclass(frozen=True)
+@frozen
 class Model:
     facts: Facts
     platform: Platform

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Dict, Optional, Union
 
 from irqagent import __version__
 from irqagent import cpuid as cpuid_mod
 from irqagent import msr as msr_mod
 from irqagent.errors import IrqagentError
 from irqagent.kernel import SYS_IRQ, KernelTree, describe_oserror
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Union
 
 
 class RecordingTree(KernelTree):

@@ -3,10 +3,11 @@ hex or decimal numbers, ``#`` comments and blank lines allowed.  Pure."""
 
 from __future__ import annotations
 
-from typing import Iterator, List, Pattern, Tuple, Type
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Iterator, List, Pattern, Tuple, Type
 
-
-Rows = Iterator[Tuple[int, List[int]]]
+    Rows = Iterator[Tuple[int, List[int]]]
 
 
 def number_rows(text: str, row: Pattern[str], expected: str, error: Type[ValueError]) -> Rows:

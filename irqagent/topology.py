@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
 
 from irqagent import cpumask
 from irqagent.errors import InputError
-from irqagent.madt import Madt
+from irqagent.records import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Tuple
+
+    from irqagent.madt import Madt
 
 _CPUINFO_FIELD = re.compile(r"^(processor|apicid)[ \t]*:[ \t]*([^\n]*?)[ \t]*$", re.M)
 _FLAGS = re.compile(r"^flags[ \t]*:([^\n]*)$", re.M)
@@ -52,7 +56,7 @@ def has_x2apic_flag(text: str) -> bool:
     return match is not None and "x2apic" in match.group(1).split()
 
 
-@dataclass(frozen=True)
+@frozen
 class Topology:
     """Online CPUs with their APIC IDs, and the possible CPU range."""
 
@@ -129,7 +133,7 @@ def build_topology(
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class FirmwareCpu:
     """A vCPU the MADT describes that is not online."""
 

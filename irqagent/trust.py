@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Optional
 
 SAFE_OWNERS = frozenset({0, os.geteuid()})
 

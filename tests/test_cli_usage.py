@@ -283,6 +283,20 @@ def test_audit_imports_no_executor_nor_other_formats(tree):
     assert {"irqagent.runner", "irqagent.render_text", "irqagent.usage"} <= loaded
 
 
+def test_audit_imports_none_of_the_costly_stdlib_modules(tree):
+    """An audit of a guest without a config file loads neither dataclasses (and inspect), nor
+    typing, tomllib or tempfile: together they were half of its start-up (benchmarks/startup.py).
+    ``-S``: no site-packages, whose .pth hooks may import them on their own."""
+    code = (
+        "import sys, io\nfrom irqagent.cli import main, Environment\n"
+        f"status = main(['audit', '--root', {tree('qemu-kvm-256')!r}, '--state-dir', '/nonexistent'],"
+        " Environment(io.StringIO(), io.StringIO(), {'IRQAGENT_CONFIG': '/nonexistent/irqagent.toml'}))\n"
+        "print(status, sorted({'dataclasses', 'inspect', 'typing', 'tomllib', 'tempfile'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines()[-1] == "0 []", result.stderr
+
+
 def test_startup_benchmark_prints_its_table(tree):
     """benchmarks/startup.py runs (one round, on a fixture) and prints the command that made it."""
     root = tree("live-kvm-2cpu")

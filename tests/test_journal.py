@@ -4,14 +4,14 @@ import os
 import subprocess
 import sys
 
-from dataclasses import replace
-
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from irqagent import output
 from irqagent.errors import StateError
 from irqagent.journal import EMPTY, Journal, JournalEntry, JournalStore, JournalWriteError, StateLock, decode, encode
+from irqagent.records import replace
 
 
 def sample():

@@ -1,19 +1,19 @@
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import REPO, make_facts
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from irqagent import cpumask
-from irqagent.devtools.profiles import cloud_hypervisor_320
 from irqagent.config import Config, Policy, parse_config
+from irqagent.devtools.profiles import cloud_hypervisor_320
 from irqagent.facts import IrqFacts
 from irqagent.journal import EMPTY, Journal, JournalEntry
 from irqagent.plan import DefaultAffinityRow, may_spread
+from irqagent.records import replace
 from irqagent.runner import build_model
-
-from conftest import REPO, make_facts
 
 # Cloud Hypervisor's DMI (vmm/src/vm.rs smbios), as its guests show it in sys/class/dmi/id.
 X2APIC_ON = 0xFEE00D00  # IA32_APIC_BASE of a BSP with xAPIC global enable (bit 11) and x2APIC (bit 10)

@@ -153,3 +153,9 @@ def test_a_field_without_a_default_is_required():
     with pytest.raises(TypeError, match="missing required argument: 'value'"):
         Holder()
     assert Holder(None) == Holder(5)
+
+
+def test_fields_are_held_in_declaration_order_whatever_the_call_order():
+    """The JSON report lists a row's fields in the order vars() gives them."""
+    assert list(vars(Point(tags=["t"], y=2, x=1))) == ["x", "y", "label", "tags"]
+    assert list(vars(Square(2))) == ["side", "area"]

@@ -1,11 +1,10 @@
 """The Report decides the exit status (SPEC: 0 all compliant, 1 an IRQ does not comply or vCPUs
 were refused; restore: 1 when a journaled item was not restored) and the JSON summary."""
 
-from dataclasses import replace
-
 from irqagent import runner
 from irqagent.config import Config
 from irqagent.kernel import KernelTree
+from irqagent.records import replace
 
 # qemu-kvm-256: 256 vCPUs, APIC IDs 0-255, all reachable with 8-bit destinations: every IRQ complies.
 # cloud-hypervisor-320: its five IO-APIC IRQs on CPUs 0-319 do not (its IO-APIC reaches APIC IDs 0-255).
