@@ -308,7 +308,8 @@ def load_config() -> dict:
 
 def module_tests(config: dict, module: str) -> list[str]:
     entry = config.get("modules", {}).get(module, {})
-    return [f"tests/test_{module}.py"] + list(entry.get("extra_tests", []))
+    deselected = [arg for test in entry.get("deselect", []) for arg in ("--deselect", test)]
+    return [f"tests/test_{module}.py"] + list(entry.get("extra_tests", [])) + deselected
 
 
 def run_child(slot: str, module: str, source: str | None, tests: list[str], timeout: float) -> int:
