@@ -185,7 +185,8 @@ def test_a_table_of_16_mib_is_the_largest_read():
     # 16,777,216 bytes: the header, then entries of an unknown type (skipped), 255 bytes each.
     size = 1 << 24
     filler = size - 44
-    entries = [bytes([0x7F, 255]) + bytes(253)] * (filler // 255) + [bytes([0x7F, filler % 255]) + bytes(filler % 255 - 2)]
+    last = filler % 255
+    entries = [bytes([0x7F, 255]) + bytes(253)] * (filler // 255) + [bytes([0x7F, last]) + bytes(last - 2)]
     table = build_table(entries)
     assert len(table) == 16777216 and parse_madt(table).cpus == ()
     with pytest.raises(MadtError, match="16777217 bytes is larger than any MADT"):
