@@ -276,8 +276,9 @@ def test_details_name_the_leaf_and_bit_read():
 
 
 def test_text_form_error_says_what_a_line_holds():
-    with pytest.raises(cpuid.CpuidFormatError, match="six numbers LEAF SUBLEAF EAX EBX ECX EDX"):
+    with pytest.raises(cpuid.CpuidFormatError) as info:
         cpuid.parse_text("0x1 0x0 0x1")
+    assert str(info.value) == "line 1: expected six numbers LEAF SUBLEAF EAX EBX ECX EDX, got '0x1 0x0 0x1'"
 
 
 def test_bare_metal_and_an_unknown_hypervisor_never_offer_15_bit():
@@ -290,6 +291,8 @@ def test_bare_metal_and_an_unknown_hypervisor_never_offer_15_bit():
 def test_unknown_signatures_are_shown_without_padding_and_never_fail_to_decode():
     padded = cpuid.decode({(0x40000000, 0): (0x40000001, 0x41414141, 0, 0)})  # "AAAA" and eight NULs
     assert padded.detail.endswith("; unknown signature 'AAAA'")
+    ending_in_x = cpuid.decode({(0x40000000, 0): (0x40000001, 0x41414141, 0x41414141, 0x58414141)})
+    assert ending_in_x.detail.endswith("; unknown signature 'AAAAAAAAAAAX'")  # only NULs pad a signature
     binary = cpuid.decode({(0x40000000, 0): (0x40000001, 0xFFFFFFFF, 0x41414141, 0x41414141)})
     assert binary.detail.endswith("; unknown signature '\ufffd\ufffd\ufffd\ufffdAAAAAAAA'")
 

@@ -297,7 +297,8 @@ def test_messages_name_the_last_possible_cpu_and_shorten_long_text():
     with pytest.raises(CpumaskError) as info:
         cpumask.parse_cpulist(long_list)
     assert str(info.value) == ("'0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15...' is not a cpulist (bad element 'x')")
-    exactly_40 = "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,1,x,"  # 40 characters: shown whole
+    exactly_40 = "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,x,"  # 40 characters: shown whole
+    assert len(exactly_40) == 40
     with pytest.raises(CpumaskError) as info:
         cpumask.parse_cpulist(exactly_40)
     assert str(info.value) == f"{exactly_40!r} is not a cpulist (bad element 'x')"

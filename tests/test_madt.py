@@ -191,3 +191,28 @@ def test_a_table_of_16_mib_is_the_largest_read():
     assert len(table) == 16777216 and parse_madt(table).cpus == ()
     with pytest.raises(MadtError, match="16777217 bytes is larger than any MADT"):
         parse_madt(table + b"\0")
+
+
+def test_parsed_tables_are_immutable(real_tables):
+    import dataclasses
+
+    madt = parse_madt(real_tables["T4"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        madt.revision = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        madt.ioapics[0].gsi_base = 24  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (bytes([9, 12]) + bytes(10), "Local x2APIC entry at offset 44 is 12 bytes, not 16"),
+        (bytes([0, 6]) + bytes(4), "Local APIC entry at offset 44 is 6 bytes, not 8"),
+        (bytes([1, 8]) + bytes(6), "IO-APIC entry at offset 44 is 8 bytes, not 12"),
+    ],
+)
+def test_a_short_entry_of_a_known_type_is_an_error(entry, message):
+    # Followed by a whole Local APIC entry: a parser that read past the short entry would find bytes to read.
+    with pytest.raises(MadtError) as info:
+        parse_madt(build_table([entry, _lapic(0, 0, 1), _lapic(1, 1, 1)]))
+    assert str(info.value) == message

@@ -250,6 +250,8 @@ def test_offered_on_an_old_or_unknown_kernel_says_so():
     assert "kernel version unknown" in unknown.notes and "kernel version unknown" not in old.notes
     not_offered = decide(kernel="5.10.0", cpuid=KVM_NO_EXT, apic_base=XAPIC_BASE)
     assert not any(note.startswith("CPUID offers") for note in not_offered.notes)
+    no_leaf = decide(kernel="5.10.0", cpuid=TCG, apic_base=X2APIC_BASE)  # an interface without such a leaf
+    assert not any(note.startswith("CPUID offers") for note in no_leaf.notes)
 
 
 def test_offered_under_xapic_says_why_it_is_unused():

@@ -12,7 +12,8 @@ shift operator swapped (``&`` -> ``|``, ``<<`` -> ``>>``, ``+`` -> ``-``...), a 
 moved across its boundary (``<`` -> ``<=``, ``==`` -> ``!=``, ``in`` -> ``not in``...),
 ``and``/``or`` swapped, a ``not`` or unary minus dropped, an int constant plus one, a bool
 flipped, a string or bytes constant changed, ``return X`` -> ``return None``, ``break`` /
-``continue`` swapped, ``min``/``max`` swapped.  Module-level constants are mutated too (the
+``continue`` swapped, ``min``/``max`` swapped, a ``raise`` statement or a call statement
+(``os.close(fd)``, ``notes.append(...)``) replaced by ``pass``.  Module-level constants are mutated too (the
 CPUID leaf numbers, the APIC ID limits).  Not mutated: docstrings, annotations, ``__all__``,
 ``if TYPE_CHECKING:`` blocks, the text of f-strings and of raised exceptions' messages.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import fnmatch
 import os
 import random
 import shutil
@@ -143,6 +145,10 @@ class Finder:
         if isinstance(stmt, ast.Return) and stmt.value is not None:
             if not (isinstance(stmt.value, ast.Constant) and stmt.value.value is None):
                 self.add(scope, "Return>None", stmt, path)
+        if isinstance(stmt, ast.Raise):
+            self.add(scope, "Raise>Pass", stmt, path)
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            self.add(scope, "Call>Pass", stmt, path)
         if isinstance(stmt, ast.Break):
             self.add(scope, "Break>Continue", stmt, path)
         if isinstance(stmt, ast.Continue):
@@ -292,6 +298,8 @@ def _mutated_node(node: ast.AST, operator: str) -> ast.AST:
             node.value = b"XX" + value + b"XX"
     elif isinstance(node, ast.Return):
         node.value = ast.Constant(None)
+    elif isinstance(node, (ast.Raise, ast.Expr)):
+        return ast.Pass()
     elif isinstance(node, ast.Break):
         return ast.Continue()
     elif isinstance(node, ast.Continue):
@@ -405,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="the sample's seed (default 0)")
     parser.add_argument("--jobs", type=int, default=2, metavar="J", help="mutants run at once (default 2)")
     parser.add_argument("--min", type=float, default=95.0, metavar="PCT", help="lowest passing score (default 95)")
+    parser.add_argument(
+        "--match", action="append", metavar="GLOB", help="only mutants whose id matches (fnmatch; repeatable)"
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants (id, line, mutated code), run nothing")
     parser.add_argument("--show", metavar="ID", help="show one mutant's line and its mutated form")
     parser.add_argument("--verbose", "-v", action="store_true", help="print each mutant's outcome as it comes")
@@ -457,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             ids = {m.ident for m in mutants}
             stale += sorted(i for i in equivalent if i.startswith(module + ":") and i not in ids)
             counted = [m for m in mutants if m.ident not in equivalent]
+            if args.match:
+                counted = [m for m in counted if any(fnmatch.fnmatchcase(m.ident, glob) for glob in args.match)]
             if args.sample is not None and args.sample < len(counted):
                 counted = random.Random(f"{args.seed}:{module}").sample(counted, args.sample)
                 counted.sort(key=lambda m: m.line)
