@@ -336,3 +336,16 @@ def test_first_and_mask_of_edges():
         cpumask.first(0)
     with pytest.raises(CpumaskError):
         cpumask.mask_of([3, -1])
+
+
+def test_only_cpumask_errors_escape_the_parsers_and_formatters():
+    for call in (
+        lambda: cpumask.parse_cpulist(5),
+        lambda: cpumask.parse_hexmask(None),
+        lambda: cpumask.format_cpulist(-1),
+        lambda: cpumask.format_hexmask(-1, 8),
+    ):
+        with pytest.raises(CpumaskError):
+            call()
+    with pytest.raises(CpumaskError, match="^empty hex mask$"):
+        cpumask.parse_hexmask("  ")

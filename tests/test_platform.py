@@ -395,3 +395,21 @@ def test_platform_defaults_and_immutability():
     assert (platform.limit, platform.broadcast_255, platform.notes) == (255, False, ())
     with pytest.raises(dataclasses.FrozenInstanceError):
         platform.source = "config"  # type: ignore[misc]
+
+
+def test_the_notes_tell_the_whole_decision_in_order():
+    # The report's "why": what CPUID said, how the APIC mode was found, what decided the destination.
+    inferred = decide(cpus=257, cpuid=KVM_NO_EXT)
+    assert inferred.notes == (
+        "CPUID (cpu 0): kvm at 0x40000000, extended destination ID not offered (KVM leaf 0x40000001 EAX bit 15)",
+        "x2apic: an online CPU has APIC ID 256, which xAPIC cannot name (dev/cpu/0/msr does not exist)",
+        "inferred: an online CPU has APIC ID 256 > 255 without interrupt remapping, which the kernel only allows "
+        "with the extended destination ID",
+        "CPUID does not offer the extended destination ID: an interface the agent cannot decode",
+    )
+    configured = decide(cpuid=KVM_NO_EXT, apic_base=X2APIC_BASE, config=Config(ext_dest_id=True))
+    assert configured.notes == (
+        "CPUID (cpu 0): kvm at 0x40000000, extended destination ID not offered (KVM leaf 0x40000001 EAX bit 15)",
+        "IA32_APIC_BASE 0xfee00d00: the kernel runs x2apic",
+        "config sets reachability.ext_dest_id = true",
+    )

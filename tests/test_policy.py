@@ -150,8 +150,10 @@ def test_spread_with_loads_raised_through_another_candidate_set():
         SpreadItem(2, "b", None, 0b10),
         SpreadItem(3, "b", None, 0b10),
         SpreadItem(4, "c", None, 0b11),
+        SpreadItem(5, "c", None, 0b11),
     ]
-    assert spread(items, {}) == {1: 1 << 0, 2: 1 << 1, 3: 1 << 1, 4: 1 << 0}
+    # "c"'s second IRQ finds CPUs 0 and 1 at two IRQs each and takes CPU 1, which it does not use yet.
+    assert spread(items, {}) == {1: 1 << 0, 2: 1 << 1, 3: 1 << 1, 4: 1 << 0, 5: 1 << 1}
 
 
 def test_policy_values_are_immutable():
