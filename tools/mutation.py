@@ -485,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             other = sorted({r for r in results.values() if r.startswith("error")})
             if other:
                 print(f"{module}: runs that ended oddly ({', '.join(other)}) were counted as killed")
+            print(f"{module}: {killed} of {len(results)} mutants killed ({score:.1f} %) in {took:.0f} s")
             if score < args.min:
                 failing.append(module)
             sys.stdout.flush()
