@@ -18,7 +18,8 @@ CPUID leaf numbers, the APIC ID limits).  Not mutated: docstrings, annotations, 
 ``if TYPE_CHECKING:`` blocks, the text of f-strings and of raised exceptions' messages.
 
 A mutant's id is ``module:scope:operator#n`` -- scope is the function's qualified name, the
-class name, or the module-level name assigned; n counts that operator in that scope -- so
+class name, the module-level name assigned, or ``@name`` for the decorators and default
+values of a def or class line; n counts that operator in that scope -- so
 ids stay the same when other functions change.  The mutant is written into a private copy
 of the repository (one per worker), and ``pytest -x`` runs the module's tests
 (``tests/test_<module>.py`` plus the extra files tools/mutation.toml declares) in a process
@@ -127,11 +128,11 @@ class Finder:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             return  # a docstring
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            inner = stmt.name if scope in ("<module>",) else f"{scope}.{stmt.name}"
-            for index, decorator in enumerate(stmt.decorator_list):
-                self.expr(decorator, scope, path + (("decorator_list", index),))
+            inner = stmt.name if scope == "<module>" else f"{scope}.{stmt.name}"
+            for index, decorator in enumerate(stmt.decorator_list):  # "@name": the def line's own scope
+                self.expr(decorator, f"@{inner}", path + (("decorator_list", index),))
             if not isinstance(stmt, ast.ClassDef):
-                self.arguments(stmt.args, scope, path + (("args", None),))
+                self.arguments(stmt.args, f"@{inner}", path + (("args", None),))
             for index, child in enumerate(stmt.body):
                 self.statement(child, inner, path + (("body", index),))
             return
@@ -368,7 +369,9 @@ def measure(module, mutants, tests, slots, jobs, source, verbose) -> tuple[dict[
     for slot in slots:
         _restore(slot, module, source)
     started = time.monotonic()
-    pid = run_child(slots[0], module, None, tests, 600)
+    # the baseline runs the module as the mutants are written (ast.unparse: no comments), so that a
+    # difference made by unparsing shows here and not as killed mutants
+    pid = run_child(slots[0], module, ast.unparse(ast.parse(source)) + "\n", tests, 600)
     _, outcome = wait_any({pid: None})
     baseline = time.monotonic() - started
     if outcome != "survived":
@@ -383,6 +386,7 @@ def measure(module, mutants, tests, slots, jobs, source, verbose) -> tuple[dict[
             mutant = queue.pop(0)
             slot = free.pop()
             mutated, _ = mutate(source, mutant)
+            compile(mutated, f"irqagent/{module}.py", "exec")  # a SyntaxError here is a bug of this tool
             running[run_child(slot, module, mutated, tests, timeout)] = (mutant, slot)
         (mutant, slot), outcome = wait_any(running)
         free.append(slot)
