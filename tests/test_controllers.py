@@ -190,3 +190,88 @@ def test_platform_default_marks_the_kernels_own_io_apic_and_msi():
     plat = platform(vmm="cloud-hypervisor", dest="15bit")
     result = controllers(["IO-APIC", "PCI-MSIX-0000:00:01.0", "DMAR-MSI", "IR-PCI-MSI"], plat, [0, 1])
     assert {chip for chip, c in result.items() if c.platform_default} == {"PCI-MSIX-0000:00:01.0"}
+
+
+# -- added for the mutation run (tools/mutation.py): exact details, texts, counts and aliases --------
+
+
+@pytest.mark.parametrize(
+    "chip, plat, expected",
+    [
+        ("", platform(), ("8bit", "default", "no chip name: assuming the platform's APIC destination")),
+        ("HPET-MSI", platform(), ("none", "chip", "")),
+        ("IR-PCI-MSI", platform(), ("remapped", "chip", "")),
+        ("xen-pirq", platform(), ("any", "chip", "")),
+        ("PCI-MSI", platform(source="inferred"), ("8bit", "inferred", "")),
+        (
+            "IR-IO-APIC",
+            platform(vmm="hyper-v", hyperv_stub=True),
+            ("hyperv-ir", "chip", "Hyper-V's IOMMU stub (hyperv-iommu): no remapping, CPUs 0-255 with APIC IDs 0-255"),
+        ),
+        (
+            "IOMMU-MSI",
+            platform(),
+            ("remapped", "chip", "the AMD IOMMU's own interrupt has a 32-bit destination (intcapxt, 5.11+)"),
+        ),
+        (
+            "DMAR-MSI",
+            platform(vmm=None),
+            ("remapped", "chip", "the VT-d unit's own interrupt has a 32-bit destination (__irq_msi_compose_msg)"),
+        ),
+    ],
+)
+def test_classify_chip_details(chip, plat, expected):
+    assert classify_chip(chip, plat)[:3] == expected
+
+
+def test_reach_texts_and_any_reaches_every_cpu():
+    result = controllers(["XT-PIC", "IR-PCI-MSI", "xen-pirq", "IO-APIC"], platform(), list(range(300)))
+    assert [result[chip].reachable_apic_text for chip in ("XT-PIC", "IR-PCI-MSI", "xen-pirq", "IO-APIC")] == [
+        "",
+        "all",
+        "all",
+        "0-255",
+    ]
+    assert result["xen-pirq"].reachable == result["xen-pirq"].usable == (1 << 300) - 1
+
+
+def test_usable_is_reachable_and_online():
+    # APIC IDs 0-299, CPUs 0-279 online: an 8-bit controller may be written with CPUs 0-255 only.
+    io_apic = controllers(["IO-APIC"], platform(), list(range(300)), online=(1 << 280) - 1)["IO-APIC"]
+    assert io_apic.usable == (1 << 256) - 1
+    assert io_apic.online_unreachable == ((1 << 280) - 1) & ~((1 << 256) - 1)
+
+
+def test_explicit_apic_ids_do_not_reach_ids_past_the_list():
+    # reachable_apic_ids "0-3": the CPU with APIC ID 4 (just past the list) is unreachable.
+    config = Config(controllers=(ControllerOverride("PCI-MSI", "8bit", reachable_apic_ids=0b1111),))
+    only = controllers(["PCI-MSI"], platform(), [0, 1, 2, 3, 4, 5], config=config)["PCI-MSI"]
+    assert (only.reachable, only.unreachable) == (0b001111, 0b110000)
+
+
+def test_irq_counts_per_controller():
+    assert chip_counts(["IO-APIC", "PCI-MSI", "IO-APIC", "IO-APIC"]) == {"IO-APIC": 3, "PCI-MSI": 1}
+    result = controllers(["IO-APIC", "PCI-MSI", "IO-APIC"], platform(), [0, 1])
+    assert (result["IO-APIC"].irqs, result["PCI-MSI"].irqs) == (2, 1)
+
+
+def test_alias_lines_count_only_online_owners_of_the_low_apic_id():
+    # Cloud Hypervisor's IO-APIC keeps APIC ID & 0xff. CPU 2 (APIC 256) lands on APIC 0 = CPU 0 (online);
+    # CPU 3 (APIC 257) would land on APIC 1 = CPU 1, which is offline: lost. CPU 4 (APIC 512) lands on CPU 0.
+    plat = platform(dest="15bit", vmm="cloud-hypervisor")
+    ids = {0: 0, 1: 1, 2: 256, 3: 257, 4: 512}
+    io_apic = controllers(["IO-APIC"], plat, ids, online=0b11101)["IO-APIC"]
+    assert [line for _, line in io_apic.aliases] == [
+        "APIC IDs 256-511 (CPUs 2-3) become APIC ID & 0xff under cloud-hypervisor: delivered to CPU 0 instead; "
+        "lost for CPU 3 (no CPU has the low APIC ID)",
+        "APIC IDs 512-767 (CPU 4) become APIC ID & 0xff under cloud-hypervisor: delivered to CPU 0 instead",
+    ]
+    assert [mask for mask, _ in io_apic.aliases] == [0b01100, 0b10000]
+
+
+def test_controllers_are_immutable():
+    import dataclasses
+
+    only = controllers(["IO-APIC"], platform(), [0, 1])["IO-APIC"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        only.irqs = 5  # type: ignore[misc]

@@ -181,3 +181,157 @@ def test_device_bytes_decode_cleanly(data):
     else:
         assert len(data) == 16 and all(0 <= r < 1 << 32 for r in regs)
         cpuid.decode({(0x40000000, 0): regs, (0x40000001, 0): regs})  # any answer decodes
+
+
+# Added for the mutation run (tools/mutation.py): each test pins a value or a boundary a mutant changed.
+
+
+@pytest.mark.parametrize(
+    "regs, vendor",
+    [
+        ((0x4E524341, 0x4E524341, 0x4E524341), "acrn"),  # "ACRNACRNACRN" (arch/x86/kernel/cpu/acrn.c)
+        ((0x6C69614A, 0x73756F68, 0x00000065), "jailhouse"),  # "Jailhouse\0\0\0" (arch/x86/kernel/jailhouse.c)
+        ((0x786F4256, 0x786F4256, 0x786F4256), "virtualbox"),  # "VBoxVBoxVBox" (VirtualBox's GIM provider)
+        ((0x70726C20, 0x68797065, 0x72762020), "parallels"),  # " lrpepyh  vr": Parallels' byte-swapped "prl hyperv"
+        (VMWARE, "vmware"),
+        (TCG, "tcg"),
+        (BHYVE, "bhyve"),
+    ],
+)
+def test_each_known_signature_names_its_vendor(regs, vendor):
+    answer = cpuid.decode({(0x40000000, 0): (0x40000001, *regs)})
+    assert answer.vendor == vendor
+    assert answer.detail.startswith(f"{vendor} at 0x40000000, extended destination ID not offered")
+
+
+def test_the_last_hypervisor_base_is_searched():
+    # arch/x86/include/asm/processor.h hypervisor_cpuid_base: for (base = 0x40000000; base < 0x40010000;
+    # base += 0x100): the last base looked at is 0x4000ff00.
+    leaves = {(0x4000FF00, 0): (0x4000FF01, *KVM), (0x4000FF01, 0): (0x00008000, 0, 0, 0)}
+    answer = cpuid.decode(leaves)
+    assert (answer.vendor, answer.ext_dest_id) == ("kvm", True)
+    assert answer.detail == "kvm at 0x4000ff00, extended destination ID offered (KVM leaf 0x4000ff01 EAX bit 15)"
+    assert cpuid.decode({(0x40010000, 0): (0x40010001, *KVM), (0x40010001, 0): (0x8000, 0, 0, 0)}).vendor == "none"
+    asked = []
+    cpuid.collect(lambda leaf, sub: asked.append(leaf) or cpuid.ZERO)
+    assert asked[0] == 0x1 and asked[1] == 0x40000000 and asked[-1] == 0x4000FF00 and len(asked) == 257
+
+
+def test_bases_are_searched_every_0x100():
+    leaves = {(0x40000200, 0): (0x40000204, *XEN), (0x40000204, 0): (0x20, 0, 0, 0)}
+    answer = cpuid.decode(leaves)
+    assert (answer.vendor, answer.ext_dest_id) == ("xen", True)
+    assert answer.detail == "xen at 0x40000200, extended destination ID offered (Xen leaf 0x40000204 EAX bit 5)"
+    assert cpuid.decode({(0x40000080, 0): (0x40000081, *KVM)}).vendor == "none"
+
+
+def test_collect_reads_leaf_1_and_the_leaves_after_each_signature():
+    # Leaf 1 ECX bit 31 is the hypervisor bit; a signature's leaves base+1..base+5 follow it.
+    table = {(0x1, 0): (0, 0, 0x80000000, 0), (0x40000100, 0): (0x40000105, *XEN)}
+    asked = []
+
+    def query(leaf, sub):
+        asked.append((leaf, sub))
+        return table.get((leaf, sub), cpuid.ZERO)
+
+    leaves = cpuid.collect(query)
+    assert asked[:9] == [(leaf, 0) for leaf in (0x1, 0x40000000, 0x40000100, 0x40000101, 0x40000102, 0x40000103)] + [
+        (0x40000104, 0),
+        (0x40000105, 0),
+        (0x40000200, 0),
+    ]
+    assert all(sub == 0 for _, sub in asked) and set(leaves) == set(asked)
+    assert cpuid.decode({(0x1, 0): leaves[(0x1, 0)]}).vendor == "unknown"
+
+
+def test_collect_reads_the_hyperv_vs_leaves_only_after_a_hyperv_signature():
+    asked = []
+    table = {(0x40000000, 0): (0x40000001, *KVM)}
+    cpuid.collect(lambda leaf, sub: asked.append(leaf) or table.get((leaf, sub), cpuid.ZERO))
+    assert 0x40000081 not in asked and 0x40000082 not in asked
+
+
+def test_xen_max_leaf_exactly_base_plus_4_reaches_the_bit():
+    leaves = {(0x40000000, 0): (0x40000004, *XEN), (0x40000004, 0): (0x00000020, 0, 0, 0)}
+    assert cpuid.decode(leaves).ext_dest_id
+    leaves[(0x40000000, 0)] = (0x40000003, *XEN)
+    assert not cpuid.decode(leaves).ext_dest_id
+
+
+def test_details_name_the_leaf_and_bit_read():
+    kvm = cpuid.decode({(0x40000000, 0): (0x40000001, *KVM)})
+    assert kvm.detail == "kvm at 0x40000000, extended destination ID not offered (KVM leaf 0x40000001 EAX bit 15)"
+    hyperv = cpuid.decode({(0x40000000, 0): (0x4000000C, *HYPERV)})
+    assert hyperv.detail == (
+        "hyperv at 0x40000000, extended destination ID not offered (Hyper-V leaves 0x40000081/0x40000082)"
+    )
+    bhyve = cpuid.decode({(0x40000000, 0): (0x40000001, *BHYVE), (0x40000001, 0): (1, 0, 0, 0)})
+    assert bhyve.detail == "bhyve at 0x40000000, extended destination ID offered (bhyve leaf 0x40000001 EAX bit 0)"
+    vmware = cpuid.decode({(0x40000000, 0): (0x40000010, *VMWARE)})
+    assert vmware.detail.endswith("(no extended destination ID interface for this vendor)")
+    assert cpuid.decode({(1, 0): (0, 0, 0x80000000, 0)}).detail == (
+        "CPUID has the hypervisor bit but no known signature"
+    )
+    assert cpuid.decode({}).detail == "CPUID reports no hypervisor"
+
+
+def test_text_form_error_says_what_a_line_holds():
+    with pytest.raises(cpuid.CpuidFormatError) as info:
+        cpuid.parse_text("0x1 0x0 0x1")
+    assert str(info.value) == "line 1: expected six numbers LEAF SUBLEAF EAX EBX ECX EDX, got '0x1 0x0 0x1'"
+
+
+def test_bare_metal_and_an_unknown_hypervisor_never_offer_15_bit():
+    bare = cpuid.decode({(1, 0): (0x00A00F11, 0x00020800, 0x7FFA3203, 0x178BFBFF)})
+    assert (bare.vendor, bare.ext_dest_id) == ("none", False)
+    unknown = cpuid.decode({(1, 0): (0, 0, 0x80000000, 0)})
+    assert (unknown.vendor, unknown.ext_dest_id) == ("unknown", False)
+
+
+def test_unknown_signatures_are_shown_without_padding_and_never_fail_to_decode():
+    padded = cpuid.decode({(0x40000000, 0): (0x40000001, 0x41414141, 0, 0)})  # "AAAA" and eight NULs
+    assert padded.detail.endswith("; unknown signature 'AAAA'")
+    ending_in_x = cpuid.decode({(0x40000000, 0): (0x40000001, 0x41414141, 0x41414141, 0x58414141)})
+    assert ending_in_x.detail.endswith("; unknown signature 'AAAAAAAAAAAX'")  # only NULs pad a signature
+    binary = cpuid.decode({(0x40000000, 0): (0x40000001, 0xFFFFFFFF, 0x41414141, 0x41414141)})
+    assert binary.detail.endswith("; unknown signature '\ufffd\ufffd\ufffd\ufffdAAAAAAAA'")
+
+
+def test_every_other_interface_is_listed():
+    leaves = {
+        (0x40000000, 0): (0x40000005, *HYPERV),
+        (0x40000100, 0): (0x40000105, *XEN),
+        (0x40000200, 0): (0x40000201, *VMWARE),
+    }
+    answer = cpuid.decode(leaves)
+    assert answer.vendor == "xen"
+    assert answer.detail.endswith("(Xen leaf 0x40000104 EAX bit 5); also offers hyperv, vmware interfaces")
+
+
+@pytest.mark.parametrize(
+    "low, high, vendor",
+    [
+        (HYPERV, BHYVE, "bhyve"),  # bhyve's native leaves win over Hyper-V enlightenments it also answers
+        (VMWARE, HYPERV, "hyperv"),  # an interface whose extended destination leaf is decoded wins
+        (HYPERV, VMWARE, "hyperv"),
+        (VMWARE, TCG, "vmware"),  # two without such a leaf: the lower base
+    ],
+)
+def test_which_interface_names_the_host(low, high, vendor):
+    leaves = {(0x40000000, 0): (0x40000001, *low), (0x40000100, 0): (0x40000101, *high)}
+    assert cpuid.decode(leaves).vendor == vendor
+
+
+def test_defaults_of_the_text_and_device_forms():
+    assert cpuid.device_offset(0x40000001) == 0x40000001
+    assert cpuid.format_text({(1, 0): (1, 2, 3, 4)}) == (
+        "# LEAF SUBLEAF EAX EBX ECX EDX\n0x1 0x0 0x00000001 0x00000002 0x00000003 0x00000004\n"
+    )
+
+
+def test_the_answer_is_immutable():
+    import dataclasses
+
+    answer = cpuid.decode({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        answer.ext_dest_id = True  # type: ignore[misc]

@@ -264,3 +264,88 @@ def test_hostile_hexmasks_are_bounded(text):
     except CpumaskError:
         return
     assert mask.bit_length() <= cpumask.MAX_CPUS
+
+
+# Added for the mutation run (tools/mutation.py): each test pins a boundary or a message a mutant changed.
+
+
+@pytest.mark.parametrize(
+    "text, cpus",
+    [
+        ("0-4:1/4", [0, 4]),  # the group equals the range's span: two runs, not one (lib/bitmap.c bitmap_parselist)
+        ("2-6:1/4", [2, 6]),
+        ("0-5:1/2,10", [0, 2, 4, 10]),  # a stride below a plain CPU: the CPU keeps its place
+        ("0-65535:1/32768", [0, 32768]),  # a group far wider than the range's count of runs: no huge run string
+    ],
+)
+def test_stride_boundaries(text, cpus):
+    assert cpumask.parse_cpulist(text) == sum(1 << cpu for cpu in cpus)
+
+
+def test_a_list_may_cover_exactly_2_to_the_24_positions():
+    # 256 copies of 0-65535 cover 16,777,216 positions: the most a list may cover; one CPU more is refused.
+    assert cpumask.parse_cpulist(",".join(["0-65535"] * 256)) == (1 << 65536) - 1
+    with pytest.raises(CpumaskError, match="cover more than 16777216 positions"):
+        cpumask.parse_cpulist(",".join(["0-65535"] * 256 + ["0"]))
+
+
+def test_messages_name_the_last_possible_cpu_and_shorten_long_text():
+    with pytest.raises(CpumaskError) as info:
+        cpumask.parse_cpulist("0-8", nr_cpus=8)
+    assert str(info.value) == "CPU 8 in '0-8' is beyond the last possible CPU (7)"
+    long_list = ",".join(str(n) for n in range(30)) + ",x"  # 81 characters: shown as its first 37 and "..."
+    with pytest.raises(CpumaskError) as info:
+        cpumask.parse_cpulist(long_list)
+    assert str(info.value) == ("'0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15...' is not a cpulist (bad element 'x')")
+    exactly_40 = "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,x,"  # 40 characters: shown whole
+    assert len(exactly_40) == 40
+    with pytest.raises(CpumaskError) as info:
+        cpumask.parse_cpulist(exactly_40)
+    assert str(info.value) == f"{exactly_40!r} is not a cpulist (bad element 'x')"
+    with pytest.raises(CpumaskError) as info:
+        cpumask.parse_cpulist("1" * 30)
+    assert str(info.value).startswith("number 11111111111111111... in ")
+
+
+def test_format_hexmask_bounds():
+    with pytest.raises(CpumaskError, match="nr_cpus must be positive"):
+        cpumask.format_hexmask(0, 0)
+    with pytest.raises(CpumaskError, match=r"CPU 8 .* beyond the last possible CPU \(7\)"):
+        cpumask.format_hexmask(1 << 8, 8)
+    assert cpumask.format_hexmask(1 << 7, 8) == "80"
+    # more possible CPUs than MAX_CPUS (65,536): nr_cpu_ids is the bound, not the default limit
+    text = cpumask.format_hexmask(1 << 66000, 70000)
+    groups = text.split(",")
+    assert len(groups) == 2188 and groups[0] == "0000" and int("".join(groups), 16) == 1 << 66000
+
+
+def test_cpus_phrase():
+    assert cpumask.cpus_phrase(1 << 3) == "CPU 3"
+    assert cpumask.cpus_phrase(0b100111000) == "CPUs 3-5,8"
+
+
+def test_is_decimal_takes_ascii_digits_only():
+    assert cpumask.is_decimal("0") and cpumask.is_decimal("4095")
+    assert not cpumask.is_decimal("²") and not cpumask.is_decimal("١") and not cpumask.is_decimal("")
+    assert not cpumask.is_decimal("12a")
+
+
+def test_first_and_mask_of_edges():
+    assert cpumask.first(1) == 0 and cpumask.first(0b1100) == 2
+    with pytest.raises(CpumaskError):
+        cpumask.first(0)
+    with pytest.raises(CpumaskError):
+        cpumask.mask_of([3, -1])
+
+
+def test_only_cpumask_errors_escape_the_parsers_and_formatters():
+    for call in (
+        lambda: cpumask.parse_cpulist(5),
+        lambda: cpumask.parse_hexmask(None),
+        lambda: cpumask.format_cpulist(-1),
+        lambda: cpumask.format_hexmask(-1, 8),
+    ):
+        with pytest.raises(CpumaskError):
+            call()
+    with pytest.raises(CpumaskError, match="^empty hex mask$"):
+        cpumask.parse_hexmask("  ")

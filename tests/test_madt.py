@@ -139,3 +139,80 @@ def test_random_entries_with_a_valid_header(entries):
         parse_madt(build_table([body]))
     except MadtError:
         pass
+
+
+# Added for the mutation run (tools/mutation.py). Entries are literal bytes, as the ACPI specification
+# lays them out (MADT, 5.2.12): type 0 Processor Local APIC = type, length 8, UID, APIC ID, flags u32.
+
+
+def _lapic(uid: int, apic_id: int, flags: int) -> bytes:
+    return bytes([0, 8, uid, apic_id]) + flags.to_bytes(4, "little")
+
+
+def test_flag_bits_enabled_is_bit_0_online_capable_bit_1():
+    madt = parse_madt(build_table([_lapic(0, 0, 0b01), _lapic(1, 1, 0b10), _lapic(2, 2, 0b100)], revision=5))
+    assert [(cpu.enabled, cpu.online_capable) for cpu in madt.cpus] == [(True, False), (False, True), (False, False)]
+    assert [madt.is_hotplug_slot(cpu) for cpu in madt.cpus] == [False, True, False]
+
+
+def test_a_repeated_apic_id_is_found_by_apic_id_not_uid():
+    madt = parse_madt(build_table([_lapic(0, 5, 1), _lapic(1, 5, 1), _lapic(2, 0, 1)]))
+    assert [(cpu.uid, cpu.apic_id) for cpu in madt.cpus] == [(0, 5), (2, 0)] and madt.duplicates == (5,)
+
+
+def test_header_only_table_and_the_smallest_entry():
+    # 44 bytes (36-byte header, local APIC address, flags) is a MADT without entries.
+    assert parse_madt(build_table([])).cpus == ()
+    # An entry of another type, 2 bytes long (type, length), ends the table exactly: skipped.
+    madt = parse_madt(build_table([_lapic(0, 0, 1), bytes([0x7F, 2])]))
+    assert [cpu.apic_id for cpu in madt.cpus] == [0]
+    with pytest.raises(MadtError, match="bad length 1"):
+        parse_madt(build_table([_lapic(0, 0, 1), bytes([0x7F, 1])]))
+
+
+def test_a_lone_trailing_byte_is_a_cut_off_entry():
+    with pytest.raises(MadtError, match="entry at offset 52 is cut off"):
+        parse_madt(build_table([_lapic(0, 0, 1), bytes([0])]))
+
+
+def test_only_nul_and_space_pad_the_oem_id():
+    oem = (b"ABCDEX", b"TABLE   ", 1, b"TEST", 1)
+    assert parse_madt(build_table([], oem=oem)).oem_id == "ABCDEX"
+    assert parse_madt(build_table([], oem=(b"Xen\0\0\0",) + oem[1:])).oem_id == "Xen"
+
+
+def test_a_table_of_16_mib_is_the_largest_read():
+    # 16,777,216 bytes: the header, then entries of an unknown type (skipped), 255 bytes each.
+    size = 1 << 24
+    filler = size - 44
+    last = filler % 255
+    entries = [bytes([0x7F, 255]) + bytes(253)] * (filler // 255) + [bytes([0x7F, last]) + bytes(last - 2)]
+    table = build_table(entries)
+    assert len(table) == 16777216 and parse_madt(table).cpus == ()
+    with pytest.raises(MadtError, match="16777217 bytes is larger than any MADT"):
+        parse_madt(table + b"\0")
+
+
+def test_parsed_tables_are_immutable(real_tables):
+    import dataclasses
+
+    madt = parse_madt(real_tables["T4"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        madt.revision = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        madt.ioapics[0].gsi_base = 24  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (bytes([9, 12]) + bytes(10), "Local x2APIC entry at offset 44 is 12 bytes, not 16"),
+        (bytes([0, 6]) + bytes(4), "Local APIC entry at offset 44 is 6 bytes, not 8"),
+        (bytes([1, 8]) + bytes(6), "IO-APIC entry at offset 44 is 8 bytes, not 12"),
+    ],
+)
+def test_a_short_entry_of_a_known_type_is_an_error(entry, message):
+    # Followed by a whole Local APIC entry: a parser that read past the short entry would find bytes to read.
+    with pytest.raises(MadtError) as info:
+        parse_madt(build_table([entry, _lapic(0, 0, 1), _lapic(1, 1, 1)]))
+    assert str(info.value) == message

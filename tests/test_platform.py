@@ -208,3 +208,208 @@ def test_tcg_signature_means_qemu():
 )
 def test_cluster_mode(chips, cmdline, fadt, cluster):
     assert decide(chips=chips, cmdline=cmdline, fadt_flags=fadt, apic_base=X2APIC_BASE).x2apic_cluster is cluster
+
+
+# -- added for the mutation run (tools/mutation.py): exact notes, boundaries and sources ---------
+
+XEN_SIG = (0x566E6558, 0x65584D4D, 0x4D4D566E)  # "XenVMMXenVMM"
+HYPERV_SIG = (0x7263694D, 0x666F736F, 0x76482074)  # "Microsoft Hv"
+
+
+def xen_leaves(offered):
+    # enlighten_hvm.c msi_ext_dest_id: leaf base + 4 EAX bit 5 (XEN_HVM_CPUID_EXT_DEST_ID)
+    return {(0x40000000, 0): (0x40000004, *XEN_SIG), (0x40000004, 0): (0x20 if offered else 0, 0, 0, 0)}
+
+
+def hyperv_leaves(offered):
+    # mshyperv.c ms_hyperv_msi_ext_dest_id: 0x40000081 EAX "VS#1", 0x40000082 EAX bit 2
+    return {
+        (0x40000000, 0): (0x4000000C, *HYPERV_SIG),
+        (0x40000081, 0): (0x31235356, 0, 0, 0),
+        (0x40000082, 0): (0x4 if offered else 0, 0, 0, 0),
+    }
+
+
+@pytest.mark.parametrize("leaves", [xen_leaves, hyperv_leaves], ids=["xen", "hyperv"])
+@pytest.mark.parametrize(
+    "offered, kernel, dest, source",
+    [(True, "5.11.0", "15bit", "cpuid"), (True, "5.10.0", "8bit", "default"), (False, "6.12.0", "8bit", "cpuid")],
+)
+def test_xen_and_hyperv_leaves_are_used_from_5_11(leaves, offered, kernel, dest, source):
+    # Both leaves arrived in Linux 5.11 (enlighten_hvm.c, mshyperv.c); "not offered" from a decoded leaf is
+    # CPUID's answer, not a default.
+    platform = decide(kernel=kernel, cpuid=leaves(offered), apic_base=X2APIC_BASE)
+    assert (platform.apic_destination, platform.source, platform.vendor_source) == (dest, source, "cpuid")
+
+
+def test_offered_on_an_old_or_unknown_kernel_says_so():
+    old = decide(kernel="5.10.0", cpuid=KVM_EXT, apic_base=X2APIC_BASE)
+    assert "CPUID offers the extended destination ID, but kernel 5.10.0 predates its support" in old.notes
+    unknown = decide(kernel=None, cpuid=KVM_EXT, apic_base=X2APIC_BASE)
+    assert "CPUID offers the extended destination ID, but kernel ? predates its support" in unknown.notes
+    assert "kernel version unknown" in unknown.notes and "kernel version unknown" not in old.notes
+    not_offered = decide(kernel="5.10.0", cpuid=KVM_NO_EXT, apic_base=XAPIC_BASE)
+    assert not any(note.startswith("CPUID offers") for note in not_offered.notes)
+    no_leaf = decide(kernel="5.10.0", cpuid=TCG, apic_base=X2APIC_BASE)  # an interface without such a leaf
+    assert not any(note.startswith("CPUID offers") for note in no_leaf.notes)
+
+
+def test_offered_under_xapic_says_why_it_is_unused():
+    platform = decide(cpuid=KVM_EXT, apic_base=XAPIC_BASE)
+    assert "CPUID offers the extended destination ID, but the kernel runs xAPIC: not used" in platform.notes
+
+
+def test_xapic_limits():
+    # default_apic_id_valid: xAPIC accepts APIC IDs below 255, for delivery and for bringing CPUs online.
+    platform = decide(apic_base=XAPIC_BASE)
+    assert (platform.limit, platform.online_limit) == (254, 254)
+    assert decide(apic_base=X2APIC_BASE, cpuid=KVM_NO_EXT).online_limit == 255
+
+
+def test_mode_evidence_boundaries_and_sources():
+    # APIC ID 254 fits xAPIC; 255 does not (xAPIC accepts IDs below 255).
+    assert decide(cpus=255).apic_mode is None
+    assert (decide(cpus=256).apic_mode, decide(cpus=256).mode_source) == ("x2apic", "inferred")
+    for platform in (decide(cmdline="nox2apic"), decide(x2apic_capable=False), decide(chips=("IR-IO-APIC",))):
+        assert platform.mode_source == "inferred"
+
+
+def test_the_mode_note_without_a_reason_for_the_missing_msr():
+    import dataclasses
+
+    facts = dataclasses.replace(make_facts(cpus=4), apic_base_note="")
+    platform = decide_platform(facts, Config(), ("IO-APIC",))
+    assert (
+        "the kernel's APIC mode cannot be told: IA32_APIC_BASE unreadable (the cpuinfo x2apic flag is the CPU's)"
+        in platform.notes
+    )
+
+
+def test_vendor_sources():
+    assert (decide(cpuid=KVM_NO_EXT).vendor, decide(cpuid=KVM_NO_EXT).vendor_source) == ("kvm", "cpuid")
+    bare = decide(cpuid=None)
+    assert (bare.vendor, bare.vendor_source, bare.ext_dest_id_offered) == ("unknown", "default", None)
+    assert "no CPUID answer" in bare.notes
+    xen = decide(cpuid=None, dmi={"sys_vendor": "Xen", "product_name": "HVM domU"})
+    assert (xen.vendor, xen.vendor_source) == ("xen", "inferred")
+    qemu = decide(cpuid=None, dmi={"sys_vendor": "QEMU"})
+    assert (qemu.vmm, qemu.vendor, qemu.vendor_source) == ("qemu", "unknown", "default")
+
+
+def test_only_refused_ids_above_255_with_a_cpu_number_contradict_the_offer():
+    # APIC IDs 0-255 in the MADT, 255 offline (a CPU number, within 8 bits): nothing refused above 255.
+    madt = parse_madt(qemu_madt(range(256)))
+    platform = decide(cpus=256, online=(1 << 255) - 1, cpuid=KVM_EXT, apic_base=X2APIC_BASE, madt=madt)
+    assert (platform.apic_destination, platform.source) == ("15bit", "cpuid")
+    # A disabled slot above 255 with no CPU number for it (possible = present = online) was never refused.
+    slots = parse_madt(qemu_madt([0, 1, 2, 3, 300], enabled=[True] * 4 + [False], revision=3))
+    platform = decide(cpus=4, cpuid=KVM_EXT, apic_base=X2APIC_BASE, madt=slots)
+    assert (platform.apic_destination, platform.source) == ("15bit", "cpuid")
+
+
+def test_the_refused_note_names_the_first_refused_apic_id():
+    madt = parse_madt(qemu_madt(range(288)))
+    platform = decide(cpus=288, online=(1 << 256) - 1, cpuid=KVM_EXT, apic_base=X2APIC_BASE, madt=madt)
+    assert (
+        "CPUID offers the extended destination ID, but the kernel refused APIC IDs above 255 (e.g. 256): "
+        "it does not use it" in platform.notes
+    )
+
+
+def test_inferred_notes_and_the_5_11_boundary_of_the_backport_note():
+    platform = decide(cpus=257, kernel="5.11.0", cpuid=KVM_NO_EXT)
+    assert "CPUID does not offer the extended destination ID: an interface the agent cannot decode" in platform.notes
+    assert not any("predates 5.11" in note for note in platform.notes)
+    unknown = decide(cpus=257, kernel=None, cpuid=KVM_EXT)
+    assert (unknown.apic_destination, unknown.source) == ("15bit", "inferred")
+    old = decide(cpus=257, kernel="5.10.0", cpuid=KVM_EXT)
+    assert "kernel 5.10.0 predates 5.11: a vendor backport of the extended destination ID" in old.notes
+
+
+def test_the_remapping_note():
+    platform = decide(chips=("IR-IO-APIC", "IR-PCI-MSI"), cpuid=KVM_EXT)
+    assert (
+        "interrupt remapping is on: the kernel does not use the extended destination ID (try_to_enable_x2apic), "
+        "and non-remapped controllers keep 8-bit destinations" in platform.notes
+    )
+
+
+def _inconsistent(platform):
+    return [note for note in platform.notes if note.startswith("inconsistent")]
+
+
+def test_inconsistency_notes_and_their_boundaries():
+    # xAPIC with APIC ID 254 online is consistent; 255 is not.
+    assert _inconsistent(decide(cpus=255, apic_base=XAPIC_BASE)) == []
+    assert _inconsistent(decide(cpus=256, apic_base=XAPIC_BASE)) == [
+        "inconsistent: IA32_APIC_BASE says xAPIC, yet an online CPU has APIC ID 255 > 254"
+    ]
+    assert _inconsistent(decide(cpus=256, apic_base=X2APIC_BASE)) == []
+    # Without remapping, APIC ID 32767 is the most 15 bits name; 32768 is not.
+    assert _inconsistent(decide(cpus=2, apic_ids=[0, 32767], apic_base=X2APIC_BASE)) == []
+    assert _inconsistent(decide(cpus=2, apic_ids=[0, 32768], apic_base=X2APIC_BASE)) == [
+        "inconsistent: an online CPU has APIC ID 32768 > 32767 without interrupt remapping"
+    ]
+    assert _inconsistent(decide(cpus=2, apic_ids=[0, 32768], chips=("IR-IO-APIC",))) == []
+    stub = decide(cpus=2, apic_ids=[0, 32768], chips=("IR-IO-APIC", "Hyper-V PCIe MSI"), vmbus=True)
+    assert stub.hyperv_stub and _inconsistent(stub) == []
+    # The config says 8-bit: APIC ID 255 online is consistent, 256 is not, unless remapping lifts the limit.
+    eight = Config(ext_dest_id=False)
+    assert _inconsistent(decide(cpus=256, config=eight, apic_base=X2APIC_BASE)) == []
+    assert _inconsistent(decide(cpus=257, config=eight, apic_base=X2APIC_BASE)) == [
+        "inconsistent: the config says 8-bit, yet an online CPU has APIC ID 256 > 255"
+    ]
+    assert _inconsistent(decide(cpus=257, config=eight, chips=("IR-IO-APIC",))) == []
+    assert _inconsistent(decide(cpus=257, config=Config(ext_dest_id=True), apic_base=X2APIC_BASE)) == []
+
+
+def test_remapping_chips_by_name():
+    # IR- chips of VT-d and AMD-Vi domains are remapped; the HPET's IR-HPET-MSI is not settable and does not
+    # count as evidence.
+    assert decide(chips=("IR-PCI-MSI-0000:00:03.0", "IO-APIC")).remapped
+    assert not decide(chips=("IO-APIC", "IR-HPET-MSI")).remapped
+
+
+def test_platform_defaults_and_immutability():
+    import dataclasses
+
+    from irqagent.platform import Platform
+
+    values = dict(
+        vendor="kvm",
+        vendor_source="cpuid",
+        vmm="qemu",
+        vmm_evidence="test",
+        ext_dest_id=False,
+        ext_dest_id_offered=False,
+        source="cpuid",
+        apic_destination="8bit",
+        apic_mode="x2apic",
+        mode_source="msr",
+        remapped=False,
+        hyperv_stub=False,
+        x2apic_cluster=False,
+        kernel="6.12.0",
+    )
+    platform = Platform(**values)
+    assert (platform.limit, platform.broadcast_255, platform.notes) == (255, False, ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        platform.source = "config"  # type: ignore[misc]
+
+
+def test_the_notes_tell_the_whole_decision_in_order():
+    # The report's "why": what CPUID said, how the APIC mode was found, what decided the destination.
+    inferred = decide(cpus=257, cpuid=KVM_NO_EXT)
+    assert inferred.notes == (
+        "CPUID (cpu 0): kvm at 0x40000000, extended destination ID not offered (KVM leaf 0x40000001 EAX bit 15)",
+        "x2apic: an online CPU has APIC ID 256, which xAPIC cannot name (dev/cpu/0/msr does not exist)",
+        "inferred: an online CPU has APIC ID 256 > 255 without interrupt remapping, which the kernel only allows "
+        "with the extended destination ID",
+        "CPUID does not offer the extended destination ID: an interface the agent cannot decode",
+    )
+    configured = decide(cpuid=KVM_NO_EXT, apic_base=X2APIC_BASE, config=Config(ext_dest_id=True))
+    assert configured.notes == (
+        "CPUID (cpu 0): kvm at 0x40000000, extended destination ID not offered (KVM leaf 0x40000001 EAX bit 15)",
+        "IA32_APIC_BASE 0xfee00d00: the kernel runs x2apic",
+        "config sets reachability.ext_dest_id = true",
+    )

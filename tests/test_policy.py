@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from irqagent import cpumask
@@ -108,3 +109,57 @@ def test_boot_parameters_naming_cpus_beyond_nr_cpu_ids_are_ignored_like_the_kern
     """housekeeping_setup(): "incorrect CPU range" -> the whole parameter is ignored."""
     assert cmdline_exclusion("isolcpus=2-5 nohz_full=1", 15, 4).cpus == 0b0010
     assert cmdline_exclusion("isolcpus=0-16777215:1/2 nohz_full=" + "9" * 5000, 15, 4).cpus == 0
+
+
+# -- added for the mutation run (tools/mutation.py) ---------------------------------------------------
+
+
+def test_isolcpus_skips_unknown_flags_and_keeps_every_cpu():
+    # kernel/sched/isolation.c housekeeping_isolcpus_setup: "isolcpus: Skipped unknown flag" for an
+    # alphabetic sub-parameter, then the cpulist.
+    assert cmdline_exclusion("isolcpus=foo,2-3", 0xFF, 8).cpus == 0b1100
+    assert cmdline_exclusion("isolcpus=domain,2,5", 0xFF, 8).cpus == 0b100100
+    assert cmdline_exclusion("isolcpus=managed_irq,nohz,domain,1", 0xFF, 8).reasons == (
+        "isolcpus=managed_irq,nohz,domain,1",
+    )
+
+
+def test_a_boot_value_that_is_not_a_cpulist_is_ignored_whole():
+    # housekeeping_setup: cpulist_parse of the whole value fails on "2-3=x": the parameter is ignored.
+    assert cmdline_exclusion("nohz_full=2-3=x", 0xFF, 8).cpus == 0
+
+
+def test_an_unknown_numa_node_leaves_every_allowed_cpu():
+    item = SpreadItem(irq=30, group="nvme0", node=5, allowed=0b1111)
+    assert candidates_for(item, {0: 0b0011, 1: 0b1100}) == 0b1111
+    assert candidates_for(SpreadItem(irq=30, group="nvme0", node=1, allowed=0b0111), {1: 0b1100}) == 0b0100
+
+
+def test_spread_prefers_a_cpu_the_device_does_not_use_at_the_same_load():
+    # CPU 1 carries "a"'s IRQ; "b" takes CPU 0, then CPU 2 (both idle); its third IRQ finds CPUs 0-2 at one
+    # IRQ each and takes CPU 1, the one it does not use yet, not CPU 0 (lowest, but its own).
+    items = [SpreadItem(1, "a", None, 0b010)] + [SpreadItem(irq, "b", None, 0b111) for irq in (10, 11, 12)]
+    assert spread(items, {}) == {1: 1 << 1, 10: 1 << 0, 11: 1 << 2, 12: 1 << 1}
+
+
+def test_spread_with_loads_raised_through_another_candidate_set():
+    # "b" may use CPU 1 only and stacks two IRQs there; "c" (CPUs 0-1) then sees CPU 1 at two IRQs, not
+    # the zero it had when "a" first looked at CPUs 0-1, and takes CPU 0 (one IRQ).
+    items = [
+        SpreadItem(1, "a", None, 0b11),
+        SpreadItem(2, "b", None, 0b10),
+        SpreadItem(3, "b", None, 0b10),
+        SpreadItem(4, "c", None, 0b11),
+        SpreadItem(5, "c", None, 0b11),
+    ]
+    # "c"'s second IRQ finds CPUs 0 and 1 at two IRQs each and takes CPU 1, which it does not use yet.
+    assert spread(items, {}) == {1: 1 << 0, 2: 1 << 1, 3: 1 << 1, 4: 1 << 0, 5: 1 << 1}
+
+
+def test_policy_values_are_immutable():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cmdline_exclusion("isolcpus=1", 0xF, 4).cpus = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SpreadItem(1, "a", None, 1).allowed = 3  # type: ignore[misc]
