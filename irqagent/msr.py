@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     ApicMode = Literal["x2apic", "xapic"]  # the local APIC mode the kernel runs (IA32_APIC_BASE EXTD)
 
 IA32_APIC_BASE = 0x1B
-APIC_BASE_BSP = 1 << 8
 APIC_BASE_EXTD = 1 << 10
 APIC_BASE_ENABLE = 1 << 11
 

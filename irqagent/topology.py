@@ -71,10 +71,6 @@ class Topology:
     def max_apic_id(self) -> int:
         return max(self.apic_ids.values(), default=0)
 
-    def cpu_of_apic_id(self) -> Dict[int, int]:
-        """APIC ID -> online CPU (for alias prediction)."""
-        return {apic: cpu for cpu, apic in self.apic_ids.items()}
-
 
 def build_topology(
     cpuinfo_text: str,
