@@ -4,6 +4,7 @@ process, a fake notify socket, a --root tree)."""
 import errno
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -268,6 +269,9 @@ def test_log_format(capsys):
     Log(sys.stderr, journald=True)(4, "two\nlines")
     Log(sys.stderr, journald=False)(3, "bad")
     assert capsys.readouterr().err == "<4>two lines\nirqagent: error: bad\n"
+    closed = io.StringIO()
+    closed.close()
+    Log(closed, journald=False)(3, "nowhere to go")  # a closed stderr is not a reason to die
 
 
 # -- in-process, on a fake clock (tests/daemon_harness.py) ------------------------------------------------------
@@ -626,3 +630,89 @@ def test_an_interval_out_of_range_is_exit_2(tree, cli, tmp_path):
     result = cli("run", "--root", tree(GUEST), "--state-dir", str(tmp_path / "state"), "--interval", "0.01")
     assert result.code == 2
     assert "--interval 0.01: must be between 0.1 and 86400 seconds" in result.err
+
+
+def test_an_irq_that_vanishes_and_comes_back_is_logged_again(tree, harness):
+    root = tree("managed")
+    h = harness(root, load_config_text(ONLY_0_7))
+    moved = []
+    for rel in ("proc/irq/42", "sys/kernel/irq/42"):
+        h.at(10, lambda rel=rel: moved.append(os.rename(os.path.join(root, rel), os.path.join(root, rel + ".gone"))))
+        h.at(20, lambda rel=rel: os.rename(os.path.join(root, rel + ".gone"), os.path.join(root, rel)))
+    h.send_at(10, NET_EVENT)
+    h.send_at(20, NET_EVENT)
+    h.send_at(30, NET_EVENT)
+    h.stop_at(40)
+    assert h.run() == 0
+    assert [when for when, _ in h.passes] == [0.0, 10.0, 20.0, 30.0]
+    assert h.log().count("IRQ 42 (virtio2-req.2): managed") == 2  # at start, and when it is back; not at 30
+
+
+def test_a_verdict_that_changes_is_logged_when_it_changes(tree, harness, tmp_path):
+    """qemu-kvm-288-8bit refuses CPUs 256-287; the same guest with the extended destination ID
+    (qemu-kvm-288-extdest) refuses none."""
+    from conftest import copy_fixture
+
+    root = tree("qemu-kvm-288-8bit")
+    other = copy_fixture("qemu-kvm-288-extdest", str(tmp_path / "extdest"))
+
+    def reboot_with_extdest():
+        shutil.rmtree(root)
+        shutil.copytree(other, root, symlinks=True)
+
+    h = harness(root)
+    h.at(10, reboot_with_extdest)
+    h.send_at(10, CPU_EVENT)
+    h.stop_at(20)
+    assert h.run() == 0
+    log = h.log()
+    assert log.count("256-287") == 1 and "no vCPU is refused any more" in log.split("256-287")[1]
+
+
+def test_a_metrics_file_that_cannot_be_written_is_a_warning(tree, harness, tmp_path):
+    h = harness(tree(GUEST), metrics=str(tmp_path / "no-such-dir" / "irqagent.prom"))
+    h.signal_at(5, signal.SIGUSR1)
+    h.stop_at(10)
+    assert h.run() == 0
+    assert h.log().count("warning: metrics: cannot write ") == 2  # each pass says so; the daemon goes on
+    assert [when for when, _ in h.passes] == [0.0, 5.0]
+
+
+def test_a_periodic_check_that_cannot_read_runs_a_pass(tree, harness):
+    root = tree(GUEST)
+    broken = []
+
+    class Unreadable(KernelTree):
+        def affinity_texts(self):
+            if broken:
+                raise RuntimeError("unexpected")
+            return super().affinity_texts()
+
+    h = harness(root, tree_class=Unreadable, interval=10)
+    h.at(15, lambda: broken.append(True))
+    h.stop_at(25)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (20.0, "rescan")]  # the check at 20 could not compare: a pass
+
+
+def test_one_wakeup_reads_uevents_for_at_most_a_slice(tree, tmp_path):
+    """A clock that moves 0.15 s at every reading: the drain stops after the 0.2 s slice (checked every
+    256 datagrams), so timers are not starved; the rest is read at the next wakeup."""
+
+    class Slow:
+        t = 0.0
+
+        def now(self):
+            Slow.t += 0.15
+            return Slow.t
+
+    source = FakeUevents()
+    for _ in range(600):
+        source.send(NET_EVENT)
+    settings = Settings(tree(GUEST), str(tmp_path / "state"), None, None, None)
+    with StateLock(settings.state_dir) as locked:
+        agent = Daemon(settings, Config(), Log(io.StringIO(), False), Notifier(None), {}, locked, clock=Slow())
+        agent.uevents = source
+        assert agent.drain_uevents() == (512, False)
+        assert agent.drain_uevents() == (88, False)
+    source.close()

@@ -189,6 +189,7 @@ def test_a_storm_gets_a_pass_at_once_then_one_every_max_delay_then_one_after_it(
     for earlier, later in zip(during, during[1:]):
         assert later - earlier >= 2.0  # coalesced: passes start at least max_delay apart...
         assert later - (earlier + pass_cost) <= 2.0 + 1 / STORM_RATE  # ...and one comes every max_delay
+    assert ended - during[-1] <= pass_cost + 2.0 + 1 / STORM_RATE  # to its end
     assert len(during) <= (ended - began) / 2.0 + 1
     assert len(after) == 1  # the trailing pass: nothing is lost...
     assert after[0] - ended <= pass_cost + 0.5  # ...within debounce of the last event, or of the pass it waited for
