@@ -5,10 +5,10 @@ for signals, and timers (debounce deadline, periodic rescan, watchdog).
 
 * The first relevant uevent (cpu, pci, net, msi, virtio...) after a quiet period
   starts a pass at once; the rest of a burst gets one more pass ``debounce`` seconds
-  after its last event (default 0.5 s), and a storm that never ends still gets a
-  pass every ``max_delay`` seconds (default 2 s).  Every wakeup reads everything the
-  kernel queued; events lost to an overflow (ENOBUFS) are logged once per storm and
-  answered with a pass (every pass re-reads everything).
+  after its last event (default 0.5 s), and a storm that never ends gets a pass
+  every ``max_delay`` seconds (default 2 s), no more often (``Bursts``).  Every wakeup
+  reads everything the kernel queued; events lost to an overflow (ENOBUFS) are logged
+  once per storm and answered with a pass (every pass re-reads everything).
 * A full rescan runs every ``--interval`` seconds (default 60) to catch what sends
   no uevent (another tool writing a mask).
 * SIGHUP reloads the config (an invalid one is logged and the old one kept; a storm
@@ -19,6 +19,10 @@ for signals, and timers (debounce deadline, periodic rescan, watchdog).
 * A write the kernel refused is not retried until the IRQ's mask, its target or
   the config changes, and is logged once, not every pass.  EBUSY (a vector move
   still in flight) is not a refusal: it is retried at the next periodic check.
+
+What the loop touches outside its state directory (time and waiting, the kernel tree,
+the journal, the uevent socket) is a parameter of ``Daemon``: ``tests/daemon_harness.py``
+runs it in-process on a fake clock.
 """
 
 from __future__ import annotations
@@ -527,17 +531,8 @@ class Daemon:
                 reason = "reload"
             if signal.SIGUSR1 in signals:
                 reason = "SIGUSR1"
-            if uevents_fd is not None and uevents_fd in ready:
-                relevant, lost = self.drain_uevents()
-                if relevant or lost:
-                    now = clock.now()
-                    earliest = now if unseen_since is None else unseen_since  # came no earlier than this
-                    if bursts.seen(now, earliest, self.state.config.daemon):
-                        self.lost_logged = False  # a new storm
-                        reason = reason or "uevent"  # leading edge: the first event of a burst
-                    if lost and not self.lost_logged:
-                        self.lost_logged = True
-                        self.log(WARNING, "uevents were lost (ENOBUFS: the kernel's queue overflowed): full pass")
+            if uevents_fd is not None and uevents_fd in ready and self._read_uevents(bursts, unseen_since):
+                reason = reason or "uevent"  # leading edge: the first event of a burst
             unseen_since = None  # the socket was just read
             now = clock.now()
             due = bursts.due(self.state.config.daemon)
@@ -558,6 +553,22 @@ class Daemon:
                     unseen_since = clock.now()
                 self.run_pass(reason)
                 next_rescan = clock.now() + self.interval
+
+    def _read_uevents(self, bursts: Bursts, unseen_since: Optional[float]) -> bool:
+        """Read the socket and note its relevant events in ``bursts``; True when they start
+        a burst (a pass now).  ``unseen_since``: the loop was busy from then, so the events
+        came no earlier than that (None: they came now)."""
+        relevant, lost = self.drain_uevents()
+        if not relevant and not lost:
+            return False
+        now = self.clock.now()
+        starts = bursts.seen(now, now if unseen_since is None else unseen_since, self.state.config.daemon)
+        if starts:
+            self.lost_logged = False  # a new storm
+        if lost and not self.lost_logged:
+            self.lost_logged = True
+            self.log(WARNING, "uevents were lost (ENOBUFS: the kernel's queue overflowed): full pass")
+        return starts
 
 
 def run_daemon(args: Namespace, env: Environment) -> int:

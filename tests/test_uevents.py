@@ -72,3 +72,25 @@ def test_the_daemons_socket_receives_a_real_uevent_without_blocking():
         assert {"ACTION": "change", "SUBSYSTEM": "cpu"} in events
     finally:
         sock.close()
+
+
+def test_the_daemon_imports_pyroute2_only_to_open_its_socket_and_only_the_uevent_module():
+    found = python(
+        "import json, sys\n"
+        "import irqagent.daemon\n"
+        "before = sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2')\n"
+        "from irqagent.uevents import open_kernel_uevents\n"
+        "try:\n"
+        "    sock = open_kernel_uevents()\n"
+        "    opened = [sock.getblocking(), sock.type == 2]\n"  # non-blocking, SOCK_DGRAM (netlink)
+        "    sock.close()\n"
+        "except OSError as exc:\n"
+        "    opened = str(exc)\n"
+        f"unused = sorted(m for m in sys.modules if m.startswith({UNUSED!r}))\n"
+        "print(json.dumps({'before': before, 'opened': opened, 'unused': unused}))\n"
+    )
+    assert found["before"] == []  # importing the daemon costs nothing of pyroute2
+    assert found["unused"] == []
+    if isinstance(found["opened"], str):
+        pytest.skip(f"no netlink uevent socket here: {found['opened']}")
+    assert found["opened"] == [False, True]
