@@ -32,6 +32,7 @@ import fcntl
 import os
 import select
 import signal
+import threading
 import time
 from dataclasses import dataclass, field, replace
 
@@ -231,7 +232,8 @@ class Daemon:
         self.stop_requested = False
         self.uevents: Optional[UeventSource] = None
         self.lost_logged = False  # ENOBUFS logged for this storm
-        self._wake_write: Optional[int] = None  # the self-pipe, while run() runs
+        self._wake_write: Optional[int] = None  # the self-pipe's write end, while run() runs
+        self._wake_lock = threading.Lock()  # request_stop() never writes to a closed (or reused) descriptor
 
     # -- settings that the config can change -----------------------------------
 
@@ -396,11 +398,12 @@ class Daemon:
         """Stop the loop as SIGTERM does (callable from another thread): the pass under
         way, if any, finishes first, so the journal is consistent."""
         self.stop_requested = True
-        if self._wake_write is not None:
-            try:
-                os.write(self._wake_write, b"\0")
-            except OSError:
-                pass  # the pipe is full (the loop wakes anyway) or closed (the loop is over)
+        with self._wake_lock:
+            if self._wake_write is not None:
+                try:
+                    os.write(self._wake_write, b"\0")
+                except BlockingIOError:
+                    pass  # the pipe is full: the loop wakes anyway
 
     # -- the loop ----------------------------------------------------------------
 
@@ -462,13 +465,15 @@ class Daemon:
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
-        self._wake_write = wake_write
+        with self._wake_lock:
+            self._wake_write = wake_write
         self.uevents = self.open_uevents()
         try:
             return self._loop(wake_read)
         finally:
             self.notifier.send("STOPPING=1")
-            self._wake_write = None
+            with self._wake_lock:
+                self._wake_write = None
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_wakeup)
