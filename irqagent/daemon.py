@@ -164,10 +164,14 @@ class Bursts:
     pending: Optional[float] = None  # when the first event not yet covered by a pass was read
     last_event: Optional[float] = None  # when the last relevant event was read
 
+    def quiet(self, earliest: float, settings: DaemonSettings) -> bool:
+        """Whether an event that came no earlier than ``earliest`` would start a burst."""
+        return self.last_event is None or earliest - self.last_event >= settings.debounce
+
     def seen(self, now: float, earliest: float, settings: DaemonSettings) -> bool:
         """Relevant events were read at ``now``; they came no earlier than ``earliest``.
         True when they start a burst (a pass now)."""
-        quiet = self.last_event is None or earliest - self.last_event >= settings.debounce
+        quiet = self.quiet(earliest, settings)
         self.last_event = now
         if not quiet and self.pending is None:
             self.pending = now
@@ -421,10 +425,11 @@ class Daemon:
             )
             return None
 
-    def drain_uevents(self) -> Tuple[int, bool]:
-        """Read everything queued (for at most DRAIN_SLICE seconds): (relevant events, whether
-        events were lost to an overflow).  Nothing is kept: memory stays flat whatever the
-        storm.  A socket that fails otherwise is closed (logged) and counts as one event."""
+    def drain_uevents(self, first_relevant: bool = False) -> Tuple[int, bool]:
+        """Read everything queued (for at most DRAIN_SLICE seconds; with ``first_relevant``,
+        up to the first relevant event only): (relevant events, whether events were lost to
+        an overflow).  Nothing is kept: memory stays flat whatever the storm.  A socket that
+        fails otherwise is closed (logged) and counts as one event."""
         relevant = 0
         lost = False
         deadline = self.clock.now() + DRAIN_SLICE
@@ -448,6 +453,8 @@ class Daemon:
                 relevant += 1
                 if event.get("SUBSYSTEM") == "cpu":
                     self.state.platform_files = None  # CPUs came or went: read the MADT again
+                if first_relevant:
+                    break
             count += 1
             if count % 256 == 0 and self.clock.now() > deadline:
                 break
@@ -563,11 +570,15 @@ class Daemon:
         """Read the socket and note its relevant events in ``bursts``; True when they start
         a burst (a pass now).  ``unseen_since``: the loop was busy from then, so the events
         came no earlier than that (None: they came now)."""
-        relevant, lost = self.drain_uevents()
+        settings = self.state.config.daemon
+        earliest = self.clock.now() if unseen_since is None else unseen_since
+        # The first relevant event of a burst starts its pass at once: the rest of what is
+        # queued is read after that pass (and gets the burst's trailing pass).
+        relevant, lost = self.drain_uevents(first_relevant=bursts.quiet(earliest, settings))
         if not relevant and not lost:
             return False
         now = self.clock.now()
-        starts = bursts.seen(now, now if unseen_since is None else unseen_since, self.state.config.daemon)
+        starts = bursts.seen(now, now if unseen_since is None else unseen_since, settings)
         if starts:
             self.lost_logged = False  # a new storm
         if lost and not self.lost_logged:

@@ -3,7 +3,8 @@
 The daemon reads time and waits only through its ``Clock``.  ``FakeClock`` keeps a timeline
 of actions (a uevent sent, a signal raised, a file changed under the root); when the daemon
 waits, the clock jumps to the next action, runs it, and returns what is readable then, or
-jumps to the end of the wait.  A pass takes no time unless ``pass_cost`` says so.  Uevents
+jumps to the end of the wait.  A pass takes no time unless ``pass_cost`` says so, reading a
+uevent none unless ``read_cost`` does.  Uevents
 come through one end of a datagram socket pair, in the kernel's format; the datagram
 ``LOST`` reads as ENOBUFS (the kernel's queue overflowed).  Signals are real ones, sent to
 this process while the daemon's handlers are installed.
@@ -88,7 +89,8 @@ class FakeUevents:
     ``LOST``), and one end of a socket pair is readable while the queue is not empty, so that the daemon's
     wait sees them.  ``send`` may be called from another thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Optional[FakeClock] = None, read_cost: float = 0.0) -> None:
+        self.clock, self.read_cost = clock, read_cost  # each datagram read takes read_cost seconds
         self.reader, self.writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.reader.setblocking(False)
         self.queue: Deque[bytes] = collections.deque()
@@ -110,6 +112,8 @@ class FakeUevents:
                     pass
                 raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
             data = self.queue.popleft()
+        if self.clock is not None:
+            self.clock.advance(self.read_cost)
         if data == LOST:
             raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
         return data
@@ -177,12 +181,13 @@ class Harness:
         open_uevents: Optional[Callable[[], object]] = None,
         environ: Optional[dict] = None,
         pass_cost: float = 0.0,
+        read_cost: float = 0.0,
         journald: bool = False,
     ):
         self.root = root
         self.state_path = state_dir
         self.clock = FakeClock()
-        self.source = FakeUevents()
+        self.source = FakeUevents(self.clock, read_cost)
         self.stream = io.StringIO()
         self.notes = Notes(self.clock)
         self.tree_class = tree_class

@@ -1,6 +1,7 @@
 """The daemon under storms: uevents (in-process on a fake clock, see ``daemon_harness``, and
 real ones as root), SIGHUPs, and EBUSY from the kernel."""
 
+import collections
 import errno
 import io
 import os
@@ -289,3 +290,21 @@ def test_the_latency_benchmark_runs_and_says_what_it_measured():
     assert lines[0] == "$ python3 benchmarks/latency.py --runs 2 --storm 0.5"
     assert lines[3].startswith("uevent -> pass start, 2 runs, each after a quiet period: min ")
     assert lines[5].startswith("storm: ") and "1 after it" in lines[5]
+
+
+def test_the_first_event_of_a_burst_already_queued_starts_its_pass_before_the_rest_is_read(tree, harness):
+    """2,000 uevents queued at once, each taking 0.1 ms to read (0.2 s for all): the pass starts after the
+    first (well within 50 ms), the rest is read after it and gets the burst's trailing pass."""
+    h = harness(tree(GUEST), storm_config(debounce=0.5, max_delay=2.0), read_cost=0.0001)
+
+    def burst():
+        for _ in range(2000):
+            h.source.send(NET_EVENT)
+
+    h.at(10.0, burst)
+    h.stop_at(20)
+    assert h.run() == 0
+    first, trailing = h.pass_times(since=1)
+    assert first - 10.0 <= 0.05
+    assert trailing > first + 0.2  # after the rest was read
+    assert h.source.queue == collections.deque()  # and all of it was read
