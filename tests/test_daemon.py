@@ -699,3 +699,16 @@ def test_one_wakeup_reads_uevents_for_at_most_a_slice(tree, tmp_path):
         assert agent.drain_uevents() == (512, False)
         assert agent.drain_uevents() == (88, False)
     source.close()
+
+
+def test_a_failed_pass_is_run_again_at_the_next_periodic_check(tree, harness):
+    root = tree(GUEST)
+    cpuinfo = read(root, "proc/cpuinfo")
+    os.remove(os.path.join(root, "proc/cpuinfo"))
+    h = harness(root, interval=10)
+    h.at(5, lambda: write(root, "proc/cpuinfo", cpuinfo))  # no uevent, no mask changed since
+    h.stop_at(15)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (10.0, "rescan")]
+    assert "error: pass (start) failed: cannot read " in h.log()
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
