@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -82,33 +81,30 @@ def best_of(count: int, function) -> float:
 
 
 def child_peak_rss_mib(root: str) -> float:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "irqagent",
-            "audit",
-            "--root",
-            root,
-            "-q",
-            "--config",
-            "/dev/null",
-            "--state-dir",
-            "/nonexistent",
-        ],
-        check=False,
-        stdout=subprocess.DEVNULL,
+    """Peak RSS of an audit in a child process, as the child's own VmHWM: that of its
+    address space since exec (``ru_maxrss`` would also count the pages a forked child
+    shared with this process, however big it has grown, and keep the largest child's)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['irqagent', 'audit', '--root', {root!r}, '-q', '--config', '/dev/null',"
+        " '--state-dir', '/nonexistent']\n"
+        "try:\n    runpy.run_module('irqagent', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024  # ru_maxrss is in KiB on Linux; children's maximum so far
+    return int(result.stdout.split()[-1]) / 1024  # kB
 
 
 def measure(base: str, cpus: int):
     root = os.path.join(base, f"kvm-{cpus}")
     build(root, cpus)
-    # First, while this process is still small: a forked child's peak RSS counts its parent's pages.
     rss = child_peak_rss_mib(root)
     tree = KernelTree(root)
     runner.audit(tree, CONFIG)  # warm the page cache; learn the files read

@@ -77,7 +77,7 @@ def measure(args) -> int:
     work = tempfile.mkdtemp(prefix="irqagent-storm-")
     root = args.root or os.path.join(work, "tree")
     if not args.root:
-        sys.path.insert(0, os.path.join(REPO, "tests"))
+        sys.path[:0] = [REPO, os.path.join(REPO, "tests")]  # this checkout's irqagent, and its fixtures
         from conftest import copy_fixture
 
         copy_fixture("cloud-hypervisor-320", root)
@@ -91,6 +91,10 @@ def measure(args) -> int:
     try:
         if not counter.ready.wait(30):
             raise SystemExit("the daemon did not get ready")
+        shown = [word for word in sys.argv[1:] if word != "--inside"]
+        print(f"$ python3 benchmarks/storm.py {shlex.join(shown)}".rstrip())
+        load = os.getloadavg()
+        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start", flush=True)
         started = time.monotonic()
         total = args.minutes * 60
         samples = {}

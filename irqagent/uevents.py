@@ -1,7 +1,8 @@
-"""pyroute2's kernel-uevent socket, without the rest of pyroute2.
+"""The kernel's uevent socket: pyroute2's, without the rest of pyroute2.
 
 The daemon uses one class, ``pyroute2.netlink.uevent.UeventSocket`` (the same path in
-pyroute2 0.7.x — Debian 12's python3-pyroute2 0.7.2 — and 0.9.x).  But importing any
+pyroute2 0.7.x — Debian 12's python3-pyroute2 0.7.2 — and 0.9.x), to open and bind the
+socket, and then reads the socket itself (``open_kernel_uevents``).  But importing any
 submodule first runs ``pyroute2/__init__.py``, which loads the whole library (IPRoute,
 NDB, IPDB, conntrack, nftables, psutil...): about 110 ms, against 30-45 ms for the uevent
 module and what it needs (``benchmarks/startup.py``, pyroute2 0.7.2 and 0.9.7).
@@ -14,10 +15,38 @@ future layout break that, the ordinary import is the fallback.
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import sys
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PACKAGE = "pyroute2"
+RCVBUF = 4 << 20  # kernel socket buffer asked for: fewer overflows in a storm
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # root may exceed net.core.rmem_max
+
+
+def open_kernel_uevents() -> socket.socket:
+    """The kernel's uevent socket (NETLINK_KOBJECT_UEVENT, group 1), opened and bound by
+    pyroute2 and then handed over as a plain non-blocking socket: pyroute2 keeps no queue
+    of its own that could grow, and an overflow is an ENOBUFS from ``recv()``.  Raises
+    whatever pyroute2 or the kernel raise (no netlink in a container, no pyroute2)."""
+    opened = uevent_socket_class()()
+    try:
+        opened.bind()
+        sock = socket.socket(fileno=os.dup(opened.fileno()))
+    finally:
+        opened.close()
+    sock.setblocking(False)
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF)
+            break
+        except OSError:
+            continue
+    return sock
 
 
 def uevent_socket_class() -> Any:
@@ -27,7 +56,7 @@ def uevent_socket_class() -> Any:
             return _without_package_init()
         except Exception:  # noqa: BLE001 - another layout: pay for the whole package below
             pass
-    from pyroute2.netlink.uevent import UeventSocket  # type: ignore[import-untyped]
+    from pyroute2.netlink.uevent import UeventSocket
 
     return UeventSocket
 

@@ -1,18 +1,27 @@
-"""``irqagent run`` end to end: a real process, a fake notify socket, a --root tree."""
+"""``irqagent run``: in-process on a fake clock (``daemon_harness``), and end to end (a real
+process, a fake notify socket, a --root tree)."""
 
+import errno
+import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from irqagent.daemon import Log, _relevant
+from irqagent.config import Config, load_config
+from irqagent.daemon import Daemon, Log, Settings, _relevant
+from irqagent.journal import StateLock
+from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier, watchdog_interval
 
 from conftest import REPO, read, write
+from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT, FakeUevents, Harness
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -154,24 +163,6 @@ def test_a_real_kernel_uevent_triggers_a_pass_within_a_second(tree, agent):
     assert a.stop() == 0
 
 
-@pytest.mark.root  # writes "change" to this machine's /sys/devices/system/cpu/cpu0/uevent
-@pytest.mark.skipif(not os.path.exists("/sys/devices/system/cpu/cpu0/uevent"), reason="no cpu0 uevent file")
-def test_a_burst_of_uevents_gives_at_most_two_passes(tree, agent):
-    """The first event starts a pass at once (leading edge); the rest of the burst, one more."""
-    root = tree(GUEST)
-    a = agent(root, uevents=True)
-    a.notify.wait_for("READY=1")
-    before = len([m for m in a.notify.messages if m.startswith("STATUS=")])
-    for _ in range(30):
-        with open("/sys/devices/system/cpu/cpu0/uevent", "w") as handle:
-            handle.write("change")
-    time.sleep(1.5)
-    a.notify.drain(0.5)
-    after = len([m for m in a.notify.messages if m.startswith("STATUS=")])
-    assert 1 <= after - before <= 2
-    assert a.stop() == 0
-
-
 def test_second_instance_on_the_same_state_dir_refuses(tree, agent, tmp_path):
     root = tree("qemu-kvm-256")
     a = agent(root)
@@ -202,58 +193,6 @@ def test_watchdog_metrics_and_journald_prefixes(tree, agent, tmp_path):
     assert "irqagent_writes_total 7\n" in text and 'irqagent_irqs{status="managed"} 4\n' in text
     lines = a.log().splitlines()
     assert lines and all(line[:3] in ("<3>", "<4>", "<5>", "<6>") for line in lines)
-    assert a.stop() == 0
-
-
-def test_a_permanent_problem_is_logged_once_not_every_pass(tree, agent, tmp_path):
-    root = tree("managed")
-    config = tmp_path / "irqagent.toml"
-    config.write_text(ONLY_0_7)
-    a = agent(root, "--config", str(config))
-    a.notify.wait_for("READY=1")
-    for _ in range(3):
-        a.signal(signal.SIGUSR1)
-        time.sleep(0.3)
-    assert a.stop() == 0
-    log = a.log()
-    assert log.count("IRQ 42 (virtio2-req.2): managed") == 1
-    assert log.count("pass ") == 2  # the first (writes) and the second (counts changed); then quiet
-
-
-def refused_lines(tree, agent):
-    """The daemon's log lines about refused vCPUs over three passes of qemu-kvm-288-8bit (QEMU/KVM, 288 vCPUs,
-    no extended destination ID: the kernel refused CPUs 256-287, APIC IDs 0x100-0x11f)."""
-    a = agent(tree("qemu-kvm-288-8bit"))
-    a.notify.wait_for("READY=1")
-    for _ in range(3):
-        a.signal(signal.SIGUSR1)
-        time.sleep(0.3)
-    assert a.stop() == 0
-    return [line for line in a.log().splitlines() if "256-287" in line]
-
-
-def test_refused_vcpus_are_logged_once_not_every_pass(tree, agent):
-    lines = refused_lines(tree, agent)
-    assert len(lines) == 1
-    assert lines[0].startswith("<4>") and "0x100-0x11f" in lines[0]
-
-
-def test_the_logged_fix_names_the_qemu_option_intact(tree, agent):
-    assert "-machine kernel-irqchip=split" in refused_lines(tree, agent)[0]
-
-
-def test_a_failing_pass_does_not_kill_the_daemon(tree, agent):
-    root = tree(GUEST)
-    a = agent(root)
-    a.notify.wait_for("READY=1")
-    cpuinfo = read(root, "proc/cpuinfo")
-    os.remove(os.path.join(root, "proc/cpuinfo"))
-    a.signal(signal.SIGUSR1)
-    wait_until(lambda: "failed: cannot read" in a.log(), 5)
-    write(root, "proc/cpuinfo", cpuinfo)
-    write(root, "proc/irq/4/smp_affinity_list", "0-319\n")
-    a.signal(signal.SIGUSR1)
-    wait_until(lambda: read(root, "proc/irq/4/smp_affinity_list") == "0-255", 5)
     assert a.stop() == 0
 
 
@@ -312,30 +251,67 @@ def test_log_format(capsys):
     Log(sys.stderr, journald=True)(4, "two\nlines")
     Log(sys.stderr, journald=False)(3, "bad")
     assert capsys.readouterr().err == "<4>two lines\nirqagent: error: bad\n"
+    closed = io.StringIO()
+    closed.close()
+    Log(closed, journald=False)(3, "nowhere to go")  # a closed stderr is not a reason to die
 
 
-def test_periodic_check_catches_a_foreign_write_and_is_quiet_otherwise(tree, agent, tmp_path):
+# -- in-process, on a fake clock (tests/daemon_harness.py) ------------------------------------------------------
+
+
+@pytest.fixture
+def harness(tmp_path):
+    """``harness(root, **options)`` -> a Harness whose state directory is tmp_path/state."""
+
+    def make(root, config=None, **options):
+        return Harness(root, str(tmp_path / "state"), config, **options)
+
+    return make
+
+
+def test_a_pass_at_start_then_ready_then_a_clean_stop(tree, harness):
     root = tree(GUEST)
-    metrics = tmp_path / "m.prom"
-    a = agent(root, "--interval", "0.3", "--metrics-file", str(metrics))
-    a.notify.wait_for("READY=1")
-    time.sleep(1.0)  # a few periodic checks with nothing to do
-    assert a.log().count("pass ") == 1
-    checked = [line for line in metrics.read_text().splitlines() if line.startswith("irqagent_last_check")]
-    assert checked and float(checked[0].split()[1]) > time.time() - 5
-    write(root, "proc/irq/9/smp_affinity_list", "0-319\n")  # someone else; no uevent
-    wait_until(lambda: read(root, "proc/irq/9/smp_affinity_list") == "0-255", 3)
-    wait_until(lambda: "(rescan," in a.log(), 3)  # the pass logs once its writes are done
-    assert a.stop() == 0
+    h = harness(root)
+    h.stop_at(30)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start")]
+    texts = h.notes.texts()
+    assert "STATUS=apply: 12 IRQs, 12 compliant" in texts[0]
+    assert texts[1:] == ["READY=1", "STOPPING=1"]
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"  # written by the start pass
+    assert "started on" in h.log() and "stopping on request" in h.log()
 
 
-def test_cpu_hotplug_gives_irqs_their_original_cpus_back(tmp_path, agent):
+def test_a_relevant_uevent_starts_a_pass_at_once_an_irrelevant_one_none(tree, harness):
+    root = tree(GUEST)
+    h = harness(root)
+    h.at(5, lambda: write(root, "proc/irq/4/smp_affinity_list", "0-319\n"))  # someone makes it non-compliant
+    h.send_at(5, IRRELEVANT)  # a loop device: not a reason for a pass
+    h.send_at(12.5, NET_EVENT)
+    h.stop_at(20)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (12.5, "uevent")]  # the pass starts when the event is read
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+
+
+def test_the_madt_is_read_again_only_after_a_cpu_uevent_or_lost_events(tree, harness):
+    h = harness(tree(GUEST))
+    for when, event in ((10, NET_EVENT), (20, CPU_EVENT), (30, NET_EVENT), (40, LOST), (50, NET_EVENT)):
+        h.send_at(when, event)
+    h.signal_at(60, signal.SIGUSR1)
+    h.stop_at(70)
+    assert h.run() == 0
+    assert [reason for _, reason in h.passes] == ["start"] + ["uevent"] * 5 + ["SIGUSR1"]
+    assert [MADT in tree.accessed for tree in h.daemon.pass_trees] == [True, False, True, False, True, False, False]
+
+
+def test_cpu_hotplug_gives_irqs_their_original_cpus_back(tmp_path, harness):
     """CPUs 250-254 are offline when the agent restricts an IO-APIC IRQ on 0-319 (Cloud Hypervisor: APIC IDs
-    0-255); when they come back online, the IRQs get original ∩ reachable ∩ online again: masks are not
-    shrunk forever."""
-    from irqagent import cpumask
+    0-255); when they come back online (a cpu uevent), the IRQs get original ∩ reachable ∩ online again: masks
+    are not shrunk forever."""
     from dataclasses import replace
 
+    from irqagent import cpumask
     from irqagent.devtools.gentree import guest_irqs, write_tree
     from irqagent.devtools.profiles import cloud_hypervisor_320
 
@@ -345,12 +321,394 @@ def test_cpu_hotplug_gives_irqs_their_original_cpus_back(tmp_path, agent):
     root, later = str(tmp_path / "tree"), str(tmp_path / "later")
     write_tree(spec(cpumask.parse_cpulist("250-254")), root)
     write_tree(spec(0), later)
-    a = agent(root)
-    a.notify.wait_for("READY=1")
-    assert read(root, "proc/irq/4/smp_affinity_list") == "0-249,255"
-    assert read(root, "proc/irq/24/smp_affinity_list") == "0-319"  # a 15-bit MSI: left alone
-    for rel in ("proc/cpuinfo", "sys/devices/system/cpu/online"):  # the CPUs come online
-        write(root, rel, read(later, rel) + "\n")
-    a.signal(signal.SIGUSR1)  # the "online" uevents, in short
-    wait_until(lambda: read(root, "proc/irq/4/smp_affinity_list") == "0-255", 5)
-    assert a.stop() == 0
+    h = harness(root)
+
+    def online():
+        for rel in ("proc/cpuinfo", "sys/devices/system/cpu/online"):
+            write(root, rel, read(later, rel) + "\n")
+
+    h.at(10, online)
+    h.send_at(10, CPU_EVENT)
+    h.at(15, lambda: h.passes.append((15.0, "mask of IRQ 4: " + read(root, "proc/irq/4/smp_affinity_list"))))
+    h.stop_at(20)
+    masks_at_start = []
+    h.at(1, lambda: masks_at_start.extend(read(root, f"proc/irq/{n}/smp_affinity_list") for n in (4, 24)))
+    assert h.run() == 0
+    assert masks_at_start == ["0-249,255", "0-319"]  # restricted; a 15-bit MSI left alone
+    assert h.passes == [(0.0, "start"), (10.0, "uevent"), (15.0, "mask of IRQ 4: 0-255")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_during_a_pass_lets_it_finish_and_restore_undoes_it(tree, harness, cli, tmp_path, signum):
+    """The signal comes while the start pass writes its first IRQ: the pass writes the others and saves the
+    journal, then the daemon exits 0; ``restore`` finds every original (0-319) in the journal."""
+    root = tree(GUEST)
+    written = []
+
+    class Interrupted(KernelTree):
+        def write_affinity(self, irq, text, filename="smp_affinity_list"):
+            if not written:
+                os.kill(os.getpid(), signum)
+            written.append(irq)
+            super().write_affinity(irq, text, filename)
+
+    h = harness(root, tree_class=Interrupted)
+    h.stop_at(1000)  # not reached
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start")]
+    assert sorted(written) == [1, 4, 8, 9, 12]
+    assert f"stopping on {signal.Signals(signum).name}" in h.log()
+    assert h.notes.texts()[-1] == "STOPPING=1"
+    assert [read(root, f"proc/irq/{n}/smp_affinity_list") for n in (1, 4, 8, 9, 12)] == ["0-255"] * 5
+    result = cli("restore", "--root", root, "--state-dir", str(tmp_path / "state"))
+    assert result.code == 0, result.err
+    assert [read(root, f"proc/irq/{n}/smp_affinity_list") for n in (1, 4, 8, 9, 12)] == ["0-319"] * 5
+
+
+def test_failed_passes_are_reported_and_the_next_one_runs(tree, harness):
+    root = tree(GUEST)
+    armed = []
+
+    class Exploding(KernelTree):
+        def collect(self, *args, **kwargs):
+            if armed:
+                raise RuntimeError("unexpected")
+            return super().collect(*args, **kwargs)
+
+    cpuinfo = read(root, "proc/cpuinfo")
+    h = harness(root, tree_class=Exploding)
+    h.at(10, lambda: armed.append(True))
+    h.send_at(10, NET_EVENT)
+    h.at(20, armed.clear)
+    h.at(20, lambda: os.remove(os.path.join(root, "proc/cpuinfo")))
+    h.send_at(20, NET_EVENT)
+    h.at(30, lambda: write(root, "proc/cpuinfo", cpuinfo))
+    h.at(30, lambda: write(root, "proc/irq/4/smp_affinity_list", "0-319\n"))
+    h.send_at(30, NET_EVENT)
+    h.stop_at(40)
+    assert h.run() == 0
+    assert [when for when, _ in h.passes] == [0.0, 10.0, 20.0, 30.0]
+    log = h.log()
+    assert "error: pass (uevent) failed: internal error: RuntimeError: unexpected" in log
+    assert "error: pass (uevent) failed: cannot read " in log and "proc/cpuinfo" in log
+    statuses = [text for text in h.notes.texts() if text.startswith("STATUS=")]
+    assert statuses[1] == "STATUS=last pass failed: RuntimeError"
+    assert statuses[2].startswith("STATUS=last pass failed: cannot read ")
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"  # the pass after them works
+
+
+def test_a_broken_uevent_socket_is_logged_and_rescans_go_on(tree, harness):
+    root = tree(GUEST)
+    h = harness(root, interval=60)
+    h.at(10, lambda: setattr(h.source, "fail_with", errno.EIO))
+    h.send_at(10, NET_EVENT)
+    h.at(20, lambda: write(root, "proc/irq/4/smp_affinity_list", "0-319\n"))
+    h.stop_at(100)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (10.0, "uevent"), (70.0, "rescan")]  # no uevents after 10 s: rescans
+    assert "error: reading uevents failed ([Errno 5] Input/output error): rescanning every 60s only" in h.log()
+    assert "uevents were lost" not in h.log()
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+
+
+def test_no_netlink_is_a_warning_and_the_daemon_rescans(tree, harness):
+    def unavailable():
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    h = harness(tree(GUEST), open_uevents=unavailable, interval=30)
+    h.stop_at(100)
+    assert h.run() == 0
+    log = h.log()
+    assert "warning: cannot listen to kernel uevents (PermissionError: [Errno 13] Permission denied)" in log
+    assert "rescan every 30s, no uevents" in log
+
+
+def test_the_periodic_check_is_quiet_until_someone_else_writes_a_mask(tree, harness, tmp_path):
+    root = tree(GUEST)
+    metrics = tmp_path / "irqagent.prom"
+    h = harness(root, interval=10, metrics=str(metrics))
+    checked = []
+
+    def last_check():
+        lines = [line for line in metrics.read_text().splitlines() if line.startswith("irqagent_last_check")]
+        checked.append(float(lines[0].split()[1]) if lines else None)
+
+    h.at(15, last_check)
+    h.at(25, lambda: write(root, "proc/irq/9/smp_affinity_list", "0-319\n"))  # no uevent says so
+    h.stop_at(45)
+    before = time.time()
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (30.0, "rescan")]  # the checks at 10, 20 and 40 find nothing to do
+    assert checked[0] is not None and checked[0] >= before - 1  # the check at 10 s is in the metrics
+    assert read(root, "proc/irq/9/smp_affinity_list") == "0-255"
+    assert h.log().count("pass ") == 2  # the start and the rescan wrote; the checks say nothing
+
+
+def test_ebusy_is_retried_at_the_next_periodic_check(tree, harness):
+    root = tree(GUEST)
+    attempts = []
+
+    class Busy(KernelTree):
+        """IRQ 4 answers EBUSY once, then takes the write; IRQ 8 always answers EINVAL."""
+
+        def write_affinity(self, irq, text, filename="smp_affinity_list"):
+            attempts.append(irq)
+            if irq == 4 and attempts.count(4) == 1:
+                raise OSError(errno.EBUSY, "Device or resource busy")
+            if irq == 8:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            super().write_affinity(irq, text, filename)
+
+    h = harness(root, tree_class=Busy, interval=10)
+    h.stop_at(25)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (10.0, "retry")]  # no mask changed: only EBUSY asks for the pass at 10
+    assert attempts.count(4) == 2 and attempts.count(8) == 1  # EINVAL is not retried
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+    assert h.log().count("IRQ 8") == 1
+
+
+def test_watchdog_pings_every_half_watchdog_usec(tree, harness):
+    h = harness(tree(GUEST), environ={"WATCHDOG_USEC": "2000000"})
+    h.stop_at(10.5)
+    assert h.run() == 0
+    assert [when for when, text in h.notes.messages if text == "WATCHDOG=1"] == [float(n) for n in range(11)]
+
+
+def test_reload_and_sigusr1(tree, harness, tmp_path):
+    root = tree(GUEST)
+    config = tmp_path / "irqagent.toml"
+    config.write_text("[daemon]\ndebounce = 0.5\n")
+    h = harness(root, load_config(str(config), explicit=True), config_path=str(config))
+    h.signal_at(5, signal.SIGHUP)  # unchanged: no pass
+    h.at(10, lambda: config.write_text("[policy\n"))
+    h.signal_at(10, signal.SIGHUP)  # broken: logged, the old config kept
+    h.at(15, lambda: config.write_text('[policy]\nexclude_cpus = "0"\n'))
+    h.signal_at(15, signal.SIGHUP)  # changed: a pass
+    h.signal_at(20, signal.SIGUSR1)
+    h.stop_at(25)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (15.0, "reload"), (20.0, "SIGUSR1")]
+    log = h.log()
+    assert "configuration reloaded (unchanged)" in log and "reload refused, keeping the running config" in log
+    assert read(root, "proc/irq/24/smp_affinity_list") == "1-319"  # the new policy applied
+
+
+def test_a_permanent_problem_is_logged_once_not_every_pass(tree, harness):
+    config = load_config_text(ONLY_0_7)
+    h = harness(tree("managed"), config)
+    for when in (5, 10, 15):
+        h.signal_at(when, signal.SIGUSR1)
+    h.stop_at(20)
+    assert h.run() == 0
+    assert len(h.passes) == 4
+    log = h.log()
+    assert log.count("IRQ 42 (virtio2-req.2): managed") == 1
+    assert log.count("pass ") == 2  # the first (writes) and the second (counts changed); then quiet
+
+
+def test_refused_vcpus_are_logged_once_with_the_qemu_fix_intact(tree, harness):
+    """qemu-kvm-288-8bit (QEMU/KVM, 288 vCPUs, no extended destination ID): the kernel refused CPUs 256-287,
+    APIC IDs 0x100-0x11f."""
+    h = harness(tree("qemu-kvm-288-8bit"), journald=True)
+    for when in (5, 10, 15):
+        h.signal_at(when, signal.SIGUSR1)
+    h.stop_at(20)
+    assert h.run() == 0
+    lines = [line for line in h.log().splitlines() if "256-287" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("<4>") and "0x100-0x11f" in lines[0]
+    assert "-machine kernel-irqchip=split" in lines[0]
+
+
+def load_config_text(text):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "irqagent.toml")
+        with open(path, "w") as handle:
+            handle.write(text)
+        return load_config(path, explicit=True)
+
+
+# -- in-process, on the real clock: another thread feeds the loop ---------------------------------------------
+
+
+def test_a_uevent_and_a_stop_request_from_another_thread(tree, tmp_path):
+    root = tree(GUEST)
+    source = FakeUevents()
+    ready, fixed = threading.Event(), threading.Event()
+
+    class Notes(Notifier):
+        def send(self, *assignments):
+            if "READY=1" in assignments:
+                ready.set()
+            elif any(text.startswith("STATUS=") for text in assignments) and ready.is_set():
+                fixed.set()
+            return True
+
+    stream = io.StringIO()
+    settings = Settings(root, str(tmp_path / "state"), None, None, None)
+    with StateLock(settings.state_dir) as locked:
+        agent = Daemon(settings, Config(), Log(stream, False), Notes(None), {}, locked, open_uevents=lambda: source)
+
+        def feed():
+            if ready.wait(60):
+                write(root, "proc/irq/4/smp_affinity_list", "0-319\n")
+                source.send(NET_EVENT)
+                fixed.wait(60)
+            agent.request_stop()
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            assert agent.run() == 0
+        finally:
+            feeder.join()
+    assert fixed.is_set() and read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+    assert "stopping on request" in stream.getvalue()
+
+
+def test_irqagent_run_in_process_stops_on_sigterm(tree, cli, tmp_path):
+    root = tree(GUEST)
+    path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(path)
+    notify.settimeout(60)
+    running = threading.Event()
+    running.set()
+
+    def stop_when_ready():
+        try:
+            while b"READY=1" not in notify.recv(65536):
+                pass
+        except OSError:
+            pass  # no READY=1 in 60 s: the assertions below fail, and the daemon is stopped all the same
+        handler = signal.getsignal(signal.SIGTERM)
+        if running.is_set() and isinstance(getattr(handler, "__self__", None), Daemon):
+            os.kill(os.getpid(), signal.SIGTERM)  # the daemon's handler is installed: it stops, not pytest
+
+    stopper = threading.Thread(target=stop_when_ready)
+    stopper.start()
+    try:
+        result = cli(
+            "run",
+            "--root",
+            root,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--no-uevents",
+            environ={"NOTIFY_SOCKET": path},
+        )
+    finally:
+        running.clear()
+        notify.close()
+        stopper.join()
+    assert result.code == 0, result.err
+    assert "<5>stopping on SIGTERM" in result.err  # NOTIFY_SOCKET set: journald priorities
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"
+
+
+def test_an_interval_out_of_range_is_exit_2(tree, cli, tmp_path):
+    result = cli("run", "--root", tree(GUEST), "--state-dir", str(tmp_path / "state"), "--interval", "0.01")
+    assert result.code == 2
+    assert "--interval 0.01: must be between 0.1 and 86400 seconds" in result.err
+
+
+def test_an_irq_that_vanishes_and_comes_back_is_logged_again(tree, harness):
+    root = tree("managed")
+    h = harness(root, load_config_text(ONLY_0_7))
+    moved = []
+    for rel in ("proc/irq/42", "sys/kernel/irq/42"):
+        h.at(10, lambda rel=rel: moved.append(os.rename(os.path.join(root, rel), os.path.join(root, rel + ".gone"))))
+        h.at(20, lambda rel=rel: os.rename(os.path.join(root, rel + ".gone"), os.path.join(root, rel)))
+    h.send_at(10, NET_EVENT)
+    h.send_at(20, NET_EVENT)
+    h.send_at(30, NET_EVENT)
+    h.stop_at(40)
+    assert h.run() == 0
+    assert [when for when, _ in h.passes] == [0.0, 10.0, 20.0, 30.0]
+    assert h.log().count("IRQ 42 (virtio2-req.2): managed") == 2  # at start, and when it is back; not at 30
+
+
+def test_a_verdict_that_changes_is_logged_when_it_changes(tree, harness, tmp_path):
+    """qemu-kvm-288-8bit refuses CPUs 256-287; the same guest with the extended destination ID
+    (qemu-kvm-288-extdest) refuses none."""
+    from conftest import copy_fixture
+
+    root = tree("qemu-kvm-288-8bit")
+    other = copy_fixture("qemu-kvm-288-extdest", str(tmp_path / "extdest"))
+
+    def reboot_with_extdest():
+        shutil.rmtree(root)
+        shutil.copytree(other, root, symlinks=True)
+
+    h = harness(root)
+    h.at(10, reboot_with_extdest)
+    h.send_at(10, CPU_EVENT)
+    h.stop_at(20)
+    assert h.run() == 0
+    log = h.log()
+    assert log.count("256-287") == 1 and "no vCPU is refused any more" in log.split("256-287")[1]
+
+
+def test_a_metrics_file_that_cannot_be_written_is_a_warning(tree, harness, tmp_path):
+    h = harness(tree(GUEST), metrics=str(tmp_path / "no-such-dir" / "irqagent.prom"))
+    h.signal_at(5, signal.SIGUSR1)
+    h.stop_at(10)
+    assert h.run() == 0
+    assert h.log().count("warning: metrics: cannot write ") == 2  # each pass says so; the daemon goes on
+    assert [when for when, _ in h.passes] == [0.0, 5.0]
+
+
+def test_a_periodic_check_that_cannot_read_runs_a_pass(tree, harness):
+    root = tree(GUEST)
+    broken = []
+
+    class Unreadable(KernelTree):
+        def affinity_texts(self):
+            if broken:
+                raise RuntimeError("unexpected")
+            return super().affinity_texts()
+
+    h = harness(root, tree_class=Unreadable, interval=10)
+    h.at(15, lambda: broken.append(True))
+    h.stop_at(25)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (20.0, "rescan")]  # the check at 20 could not compare: a pass
+
+
+def test_one_wakeup_reads_uevents_for_at_most_a_slice(tree, tmp_path):
+    """A clock that moves 0.15 s at every reading: the drain stops after the 0.2 s slice (checked every
+    256 datagrams), so timers are not starved; the rest is read at the next wakeup."""
+
+    class Slow:
+        t = 0.0
+
+        def now(self):
+            Slow.t += 0.15
+            return Slow.t
+
+    source = FakeUevents()
+    for _ in range(600):
+        source.send(NET_EVENT)
+    settings = Settings(tree(GUEST), str(tmp_path / "state"), None, None, None)
+    with StateLock(settings.state_dir) as locked:
+        agent = Daemon(settings, Config(), Log(io.StringIO(), False), Notifier(None), {}, locked, clock=Slow())
+        agent.uevents = source
+        assert agent.drain_uevents() == (512, False)
+        assert agent.drain_uevents() == (88, False)
+    source.close()
+
+
+def test_a_failed_pass_is_run_again_at_the_next_periodic_check(tree, harness):
+    root = tree(GUEST)
+    cpuinfo = read(root, "proc/cpuinfo")
+    os.remove(os.path.join(root, "proc/cpuinfo"))
+    h = harness(root, interval=10)
+    h.at(5, lambda: write(root, "proc/cpuinfo", cpuinfo))  # no uevent, no mask changed since
+    h.stop_at(15)
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start"), (10.0, "rescan")]
+    assert "error: pass (start) failed: cannot read " in h.log()
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"

@@ -47,24 +47,50 @@ def test_falls_back_to_the_ordinary_import():
     assert found == {"cls": "UeventSocket", "whole": True}
 
 
-@pytest.mark.skipif(not IS_ROOT or not os.path.exists(CPU0_UEVENT), reason="needs root")
-def test_the_socket_receives_a_real_uevent():
+@pytest.mark.root  # writes "change" to this machine's /sys/devices/system/cpu/cpu0/uevent
+@pytest.mark.skipif(not os.path.exists(CPU0_UEVENT), reason="no cpu0 uevent file")
+def test_the_daemons_socket_receives_a_real_uevent_without_blocking():
     import select
 
-    from irqagent.uevents import uevent_socket_class
+    from irqagent.daemon import parse_uevent
+    from irqagent.uevents import open_kernel_uevents
 
-    sock = uevent_socket_class()()
+    sock = open_kernel_uevents()
     try:
-        sock.bind()
+        with pytest.raises(BlockingIOError):
+            while True:
+                sock.recv(65536)  # what other uevents queued, then: nothing, and no blocking
         with open(CPU0_UEVENT, "w") as handle:
             handle.write("change\n")  # a harmless uevent: nothing listens for cpu "change"
         events = []
         for _ in range(20):  # other uevents may come first
-            if not select.select([sock.fileno()], [], [], 5)[0]:
+            if not select.select([sock], [], [], 5)[0]:
                 break
-            events += [(event.get("ACTION"), event.get("SUBSYSTEM")) for event in sock.get()]
-            if ("change", "cpu") in events:
+            events.append(parse_uevent(sock.recv(65536)))
+            if {"ACTION": "change", "SUBSYSTEM": "cpu"} in events:
                 break
-        assert ("change", "cpu") in events
+        assert {"ACTION": "change", "SUBSYSTEM": "cpu"} in events
     finally:
         sock.close()
+
+
+def test_the_daemon_imports_pyroute2_only_to_open_its_socket_and_only_the_uevent_module():
+    found = python(
+        "import json, sys\n"
+        "import irqagent.daemon\n"
+        "before = sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2')\n"
+        "from irqagent.uevents import open_kernel_uevents\n"
+        "try:\n"
+        "    sock = open_kernel_uevents()\n"
+        "    opened = [sock.getblocking(), sock.type == 2]\n"  # non-blocking, SOCK_DGRAM (netlink)
+        "    sock.close()\n"
+        "except OSError as exc:\n"
+        "    opened = str(exc)\n"
+        f"unused = sorted(m for m in sys.modules if m.startswith({UNUSED!r}))\n"
+        "print(json.dumps({'before': before, 'opened': opened, 'unused': unused}))\n"
+    )
+    assert found["before"] == []  # importing the daemon costs nothing of pyroute2
+    assert found["unused"] == []
+    if isinstance(found["opened"], str):
+        pytest.skip(f"no netlink uevent socket here: {found['opened']}")
+    assert found["opened"] == [False, True]
