@@ -6,10 +6,12 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
@@ -207,3 +209,35 @@ def reset(root: str, saved: dict) -> None:
         rel = "proc/irq/default_smp_affinity" if key == "default" else f"proc/irq/{key}/smp_affinity_list"
         if read(root, rel) != text:
             write(root, rel, text + "\n")
+
+
+# -- kill -9 at random moments of a real run (test_crash.py, test_reliability.py) --
+
+
+def written_in_order(before, after):
+    """The mask files the run writes, in the order it writes them (IRQ order), each with the text
+    it holds before."""
+    irqs = sorted(key for key in after if key != "default" and after[key] != before[key])
+    return [(f"proc/irq/{irq}/smp_affinity_list", before[irq]) for irq in irqs]
+
+
+def wait_for_change(root, rel, text, process, limit=30.0):
+    """Poll one mask file until the run changes it."""
+    deadline = time.monotonic() + limit
+    while read(root, rel) == text:
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
+def kill_at_random(process, root, order, rng):
+    """SIGKILL at a seeded random moment: mostly during the writes -- as soon as a randomly drawn
+    IRQ's write has landed, whatever the speed of the machine and its disk (each mask write of a
+    file tree is fsynced) -- sometimes at any moment of the run."""
+    if rng.random() < 0.8:
+        wait_for_change(root, *rng.choice(order), process)
+    else:
+        time.sleep(rng.uniform(0.0, 0.5))
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)

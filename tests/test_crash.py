@@ -25,7 +25,7 @@ from irqagent.devtools.profiles import K612, cloud_hypervisor_320
 from irqagent.journal import JournalStore
 from irqagent.kernel import KernelTree
 
-from conftest import REPO, masks, read, reset
+from conftest import REPO, kill_at_random, masks, reset, written_in_order
 
 TRIALS = 50
 # Every IRQ starts on 0-319.  The first apply moves each one and default_smp_affinity (IO-APIC 0-319 -> 32-255,
@@ -34,35 +34,6 @@ FIRST_CONFIG = '[policy]\nexclude_cpus = "0-31"\n'
 NEW_CONFIG = '[policy]\nexclude_cpus = "0-63"\n'
 
 pytestmark = pytest.mark.slow
-
-
-def written_in_order(before, after):
-    """The mask files the run writes, in the order it writes them (IRQ order), each with the text
-    it holds before."""
-    irqs = sorted(key for key in after if key != "default" and after[key] != before[key])
-    return [(f"proc/irq/{irq}/smp_affinity_list", before[irq]) for irq in irqs]
-
-
-def wait_for_change(root, rel, text, process, limit=30.0):
-    """Poll one mask file until the run changes it."""
-    deadline = time.monotonic() + limit
-    while read(root, rel) == text:
-        if process.poll() is not None or time.monotonic() > deadline:
-            return False
-        time.sleep(0.0005)
-    return True
-
-
-def kill_at_random(process, root, order, rng):
-    """SIGKILL at a seeded random moment: mostly during the writes -- as soon as a randomly drawn
-    IRQ's write has landed, whatever the speed of the machine and its disk (each mask write of a
-    file tree is fsynced) -- sometimes at any moment of the run."""
-    if rng.random() < 0.8:
-        wait_for_change(root, *rng.choice(order), process)
-    else:
-        time.sleep(rng.uniform(0.0, 0.5))
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
