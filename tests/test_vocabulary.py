@@ -58,3 +58,30 @@ def test_a_forced_destination_is_reported_and_validates(tree, cli, tmp_path, des
         (destination, "config")
     }
     assert {irq["destination"] for irq in doc["irqs"]} <= {destination}
+
+
+# The contract: README's "JSON report" section lists a row's statuses in this order.
+DOCUMENTED_STATUSES = [
+    "ok",
+    "would-change",
+    "changed",
+    "failed",
+    "managed",
+    "fixed-by-kernel",
+    "ignored",
+    "vanished",
+    "unreachable",
+]
+
+
+def test_the_statuses_are_the_documented_ones_everywhere():
+    """plan.STATUSES (mypy checks each member against the Status Literal, not that none is
+    missing) drives the Prometheus irqagent_irqs series: it lists every documented status, as
+    the schema and README do."""
+    from irqagent.plan import STATUSES
+
+    assert enum("irqs", "items", "properties", "status") == DOCUMENTED_STATUSES
+    assert list(STATUSES) == DOCUMENTED_STATUSES
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as handle:
+        readme = " ".join(handle.read().split())
+    assert "`status` is one of " + ", ".join(f"`{status}`" for status in DOCUMENTED_STATUSES) + ";" in readme
