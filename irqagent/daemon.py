@@ -476,6 +476,8 @@ class Daemon:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         with self._wake_lock:
             self._wake_write = wake_write
+            if self.stop_requested:  # asked before there was a pipe to wake the loop with
+                os.write(wake_write, b"\0")
         self.uevents = self.open_uevents()
         try:
             return self._loop(wake_read)

@@ -282,6 +282,17 @@ def test_a_pass_at_start_then_ready_then_a_clean_stop(tree, harness):
     assert "started on" in h.log() and "stopping on request" in h.log()
 
 
+def test_a_stop_requested_before_the_loop_runs_is_not_lost(tree, harness):
+    """request_stop() before run() (a service manager that stops at once): the start pass, then
+    the stop, without waiting for the next periodic check."""
+    h = harness(tree(GUEST))
+    h.daemon.request_stop()
+    assert h.run() == 0
+    assert h.passes == [(0.0, "start")]
+    assert h.daemon.clock.now() == 0.0
+    assert "stopping on request" in h.log()
+
+
 def test_a_relevant_uevent_starts_a_pass_at_once_an_irrelevant_one_none(tree, harness):
     root = tree(GUEST)
     h = harness(root)
