@@ -165,6 +165,8 @@ def frozen(cls: Type[V]) -> Type[V]:
         raise FrozenError(f"cannot delete field {name!r} of {title}")
 
     for method in (__init__, __eq__, __hash__, __repr__, __setattr__, __delattr__):
+        if method.__name__ in cls.__dict__:
+            raise TypeError(f"{title} defines {method.__name__}, which @frozen writes")
         method.__qualname__ = f"{title}.{method.__name__}"
         setattr(cls, method.__name__, method)
     _INIT_FIELDS[cls] = init_names

@@ -156,6 +156,17 @@ def test_a_field_without_a_default_is_required():
 
 
 def test_fields_are_held_in_declaration_order_whatever_the_call_order():
-    """The JSON report lists a row's fields in the order vars() gives them."""
+    """vars() of a record lists its fields as declared, as a dataclass's does."""
     assert list(vars(Point(tags=["t"], y=2, x=1))) == ["x", "y", "label", "tags"]
     assert list(vars(Square(2))) == ["side", "area"]
+
+
+def test_a_method_frozen_writes_may_not_be_defined_by_the_class():
+    with pytest.raises(TypeError, match="Bad defines __repr__, which @frozen writes"):
+
+        @frozen
+        class Bad:
+            a: int
+
+            def __repr__(self) -> str:
+                return "bad"
