@@ -241,3 +241,15 @@ def kill_at_random(process, root, order, rng):
         time.sleep(rng.uniform(0.0, 0.5))
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+
+
+@pytest.fixture
+def harness(tmp_path):
+    """``harness(root, config=None, **options)`` -> a daemon_harness.Harness (the daemon's loop
+    in-process on a fake clock) whose state directory is tmp_path/state."""
+    from daemon_harness import Harness
+
+    def make(root, config=None, **options):
+        return Harness(root, str(tmp_path / "state"), config, **options)
+
+    return make

@@ -21,7 +21,7 @@ from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier, watchdog_interval
 
 from conftest import REPO, read, write
-from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT, FakeUevents, Harness
+from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT, FakeUevents
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -257,16 +257,6 @@ def test_log_format(capsys):
 
 
 # -- in-process, on a fake clock (tests/daemon_harness.py) ------------------------------------------------------
-
-
-@pytest.fixture
-def harness(tmp_path):
-    """``harness(root, **options)`` -> a Harness whose state directory is tmp_path/state."""
-
-    def make(root, config=None, **options):
-        return Harness(root, str(tmp_path / "state"), config, **options)
-
-    return make
 
 
 def test_a_pass_at_start_then_ready_then_a_clean_stop(tree, harness):
