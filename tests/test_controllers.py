@@ -270,8 +270,8 @@ def test_alias_lines_count_only_online_owners_of_the_low_apic_id():
 
 
 def test_controllers_are_immutable():
-    import dataclasses
+    from irqagent.records import FrozenError
 
     only = controllers(["IO-APIC"], platform(), [0, 1])["IO-APIC"]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         only.irqs = 5  # type: ignore[misc]

@@ -330,8 +330,8 @@ def test_defaults_of_the_text_and_device_forms():
 
 
 def test_the_answer_is_immutable():
-    import dataclasses
+    from irqagent.records import FrozenError
 
     answer = cpuid.decode({})
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         answer.ext_dest_id = True  # type: ignore[misc]

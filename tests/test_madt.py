@@ -194,12 +194,12 @@ def test_a_table_of_16_mib_is_the_largest_read():
 
 
 def test_parsed_tables_are_immutable(real_tables):
-    import dataclasses
+    from irqagent.records import FrozenError
 
     madt = parse_madt(real_tables["T4"])
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         madt.revision = 5  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         madt.ioapics[0].gsi_base = 24  # type: ignore[misc]
 
 

@@ -275,9 +275,9 @@ def test_mode_evidence_boundaries_and_sources():
 
 
 def test_the_mode_note_without_a_reason_for_the_missing_msr():
-    import dataclasses
+    from irqagent.records import replace
 
-    facts = dataclasses.replace(make_facts(cpus=4), apic_base_note="")
+    facts = replace(make_facts(cpus=4), apic_base_note="")
     platform = decide_platform(facts, Config(), ("IO-APIC",))
     assert (
         "the kernel's APIC mode cannot be told: IA32_APIC_BASE unreadable (the cpuinfo x2apic flag is the CPU's)"
@@ -371,9 +371,8 @@ def test_remapping_chips_by_name():
 
 
 def test_platform_defaults_and_immutability():
-    import dataclasses
-
     from irqagent.platform import Platform
+    from irqagent.records import FrozenError
 
     values = dict(
         vendor="kvm",
@@ -393,7 +392,7 @@ def test_platform_defaults_and_immutability():
     )
     platform = Platform(**values)
     assert (platform.limit, platform.broadcast_255, platform.notes) == (255, False, ())
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         platform.source = "config"  # type: ignore[misc]
 
 

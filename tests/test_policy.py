@@ -157,9 +157,9 @@ def test_spread_with_loads_raised_through_another_candidate_set():
 
 
 def test_policy_values_are_immutable():
-    import dataclasses
+    from irqagent.records import FrozenError
 
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         cmdline_exclusion("isolcpus=1", 0xF, 4).cpus = 0  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         SpreadItem(1, "a", None, 1).allowed = 3  # type: ignore[misc]

@@ -15,7 +15,7 @@ flipped, a string or bytes constant changed, ``return X`` -> ``return None``, ``
 ``continue`` swapped, ``min``/``max`` swapped, a ``raise`` statement or a call statement
 (``os.close(fd)``, ``notes.append(...)``) replaced by ``pass``.  Module-level constants are mutated too (the
 CPUID leaf numbers, the APIC ID limits).  Not mutated: docstrings, annotations, ``__all__``,
-``if TYPE_CHECKING:`` blocks, the text of f-strings and of raised exceptions' messages.
+``TYPE_CHECKING = False`` and ``if TYPE_CHECKING:`` blocks, the text of f-strings and of raised exceptions' messages.
 
 A mutant's id is ``module:scope:operator#n`` -- scope is the function's qualified name, the
 class name, the module-level name assigned, or ``@name`` for the decorators and default
@@ -139,8 +139,8 @@ class Finder:
         if top and isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             names = [t.id for t in targets if isinstance(t, ast.Name)]
-            if names == ["__all__"]:
-                return
+            if names in (["__all__"], ["TYPE_CHECKING"]):
+                return  # __all__; ``TYPE_CHECKING = False`` (typing's flag without importing typing)
             if names:
                 scope = ",".join(names)
         if isinstance(stmt, ast.Return) and stmt.value is not None:
