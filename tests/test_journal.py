@@ -500,3 +500,54 @@ def test_removing_the_journal_is_made_durable(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
     store.save(EMPTY)
     assert not os.path.exists(store.path) and synced == [store.state.fd]
+
+
+def test_a_state_dir_that_vanishes_while_it_is_made_is_said(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "makedirs", lambda *args, **kwargs: None)  # made, then removed before the open
+    with pytest.raises(StateError) as caught:
+        StateDir(str(tmp_path / "state")).open(create=True)
+    assert str(caught.value) == f"state directory {tmp_path}/state vanished while it was opened"
+
+
+def test_loading_never_creates_the_state_dir(tmp_path):
+    assert JournalStore(str(tmp_path / "state")).load() == EMPTY
+    assert not os.path.exists(tmp_path / "state")
+
+
+def test_a_fifo_journal_is_refused_without_blocking(tmp_path):
+    store = JournalStore(str(tmp_path / "state"))
+    store.save(sample())
+    os.unlink(store.path)
+    os.mkfifo(store.path, 0o600)
+    with pytest.raises(StateError, match="is not a regular file"):
+        store.load()
+
+
+def test_ensure_current_relocks_a_recreated_directory_and_closes_the_old_one(tmp_path):
+    import shutil
+
+    path = str(tmp_path / "state")
+    holder = StateDir(path).lock()
+    before = open_fds()
+    shutil.rmtree(path)
+    holder.ensure_current()
+    assert holder.locked and open_fds() == before  # the old directory closed, the new one open and locked
+    with pytest.raises(StateError, match="holds"):
+        StateDir(path).lock()
+    holder.close()
+
+
+def test_ensure_current_refuses_a_symlink_put_in_place_of_the_directory(tmp_path):
+    path = str(tmp_path / "state")
+    holder = StateDir(path).lock()
+    os.rename(path, tmp_path / "moved")
+    os.symlink(tmp_path / "moved", path)  # the same directory, behind a symlink: not the one opened
+    before = open_fds()
+    with pytest.raises(StateError) as caught:
+        holder.ensure_current()
+    assert str(caught.value) == (
+        f"state directory {path} was removed or replaced: "
+        f"cannot open state directory {path}: is a symlink (not followed)"
+    )
+    assert open_fds() == before  # the refused replacement was closed at once
+    holder.close()
