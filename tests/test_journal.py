@@ -551,3 +551,47 @@ def test_ensure_current_refuses_a_symlink_put_in_place_of_the_directory(tmp_path
     )
     assert open_fds() == before  # the refused replacement was closed at once
     holder.close()
+
+
+def sparse_journal(tmp_path, size):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700, exist_ok=True)
+    with open(state / "journal.json", "wb") as handle:
+        handle.truncate(size)
+    return JournalStore(str(state))
+
+
+def test_a_journal_of_exactly_64_mib_is_read(tmp_path):
+    """64 MiB is the cap, inclusive: such a file is read, then refused for what it holds."""
+    store = sparse_journal(tmp_path, 64 << 20)
+    with pytest.raises(StateError, match=r"is damaged \(not JSON: "):
+        store.load()
+
+
+@pytest.mark.parametrize("size", [(64 << 20) + 1, 66 << 20])
+def test_a_journal_growing_past_its_stat_size_is_read_at_most_one_mib_past_the_cap(tmp_path, monkeypatch, size):
+    """fstat said the file was small; it is larger when read (being appended to): reading stops past 64 MiB."""
+    store = sparse_journal(tmp_path, size)
+    real_fstat, real_read = os.fstat, os.read
+    read = []
+
+    def small(fd):
+        info = real_fstat(fd)
+        return os.stat_result(
+            (info.st_mode, info.st_ino, info.st_dev, info.st_nlink, info.st_uid, info.st_gid, 0) + (0,) * 3
+        )
+
+    def counting(fd, count):
+        data = real_read(fd, count)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "fstat", small)
+    monkeypatch.setattr(os, "read", counting)
+    with pytest.raises(StateError) as caught:
+        store.load()
+    assert (
+        str(caught.value)
+        == f"journal {store.path} is damaged (larger than 64 MiB); it is not used. Check it, then move it aside"
+    )
+    assert (64 << 20) < sum(read) <= (65 << 20)
