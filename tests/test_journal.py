@@ -595,3 +595,22 @@ def test_a_journal_growing_past_its_stat_size_is_read_at_most_one_mib_past_the_c
         == f"journal {store.path} is damaged (larger than 64 MiB); it is not used. Check it, then move it aside"
     )
     assert (64 << 20) < sum(read) <= (65 << 20)
+
+
+def test_ensure_current_closes_a_replacement_it_cannot_lock(tmp_path):
+    import shutil
+
+    path = str(tmp_path / "state")
+    holder = StateDir(path).lock()
+    shutil.rmtree(path)
+    other = StateDir(path).lock()  # a second writer made the directory again and holds it
+    before = open_fds()
+    try:
+        holder.ensure_current()
+    except StateError as exc:
+        assert "removed or replaced" in str(exc) and " holds " in str(exc)
+        assert open_fds() == before  # closed at once, not when the exception is collected
+    else:
+        raise AssertionError("a directory another writer holds was taken")
+    other.close()
+    holder.close()
