@@ -24,7 +24,8 @@ ids stay the same when other functions change.  The mutant is written into a pri
 of the repository (one per worker), and ``pytest -x`` runs the module's tests
 (``tests/test_<module>.py`` plus the extra files tools/mutation.toml declares) in a process
 forked from one that has already imported pytest and hypothesis.  Any failure, error or
-timeout (5x the unmutated run, at least 10 s) kills the mutant.  Mutants listed as
+timeout (5x the unmutated run, at least 10 s) or running out of its 2 GiB address space
+kills the mutant.  Mutants listed as
 equivalent in tools/mutation.toml (id and reason) are left out of the score.
 
 The table gives each module's score, killed / (mutants - equivalent); the exit status is 1
@@ -39,6 +40,7 @@ import copy
 import fnmatch
 import os
 import random
+import resource
 import shutil
 import signal
 import sys
@@ -50,6 +52,7 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+MEMORY_LIMIT = 2 << 30  # address space of one mutant's run (the largest test file needs under 0.5 GB)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "tools", "mutation.toml")
 IGNORED_IN_COPY = shutil.ignore_patterns(
@@ -328,6 +331,9 @@ def run_child(slot: str, module: str, source: str | None, tests: list[str], time
         return pid
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)  # SIGALRM's default action ends the child: a timeout
+        # a mutant that loops while it allocates (a heap that never empties) fails with MemoryError at
+        # this size instead of taking the machine's memory before its timeout (3.6 GB seen in 10 s)
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
