@@ -283,7 +283,9 @@ class StateDir:
                 raise StateError(f"state directory {self.path} vanished while it was opened") from None
             return False
         except OSError as exc:
-            why = "is a symlink (not followed)" if exc.errno == errno.ELOOP else _strerror(exc)
+            # O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR, not ELOOP
+            symlink = exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(self.path)
+            why = "is a symlink (not followed)" if symlink else _strerror(exc)
             raise StateError(f"cannot open state directory {self.path}: {why}{_hint(exc)}") from None
         info = os.fstat(fd)
         found = trust.problem(info, f"state directory {self.path}") or trust.parents_problem(self.path)

@@ -48,3 +48,23 @@ def test_settled_after_a_refused_first_write_drops_the_entry():
 def test_settled_after_a_refused_later_write_keeps_the_earlier_one():
     after = settled(entry(written="0-254", pending="0-127"), None)
     assert (after.original, after.written, after.pending) == ("0-299", "0-254", None)
+
+
+# -- added for the mutation run (docs/mutation-testing.md) -------------------------------------------
+
+
+def test_masks_name_cpus_below_65536():
+    """README (damaged journal): masks parsed, CPUs below 65,536; a mask beyond is not the agent's."""
+    assert entry().mask("65535") == 1 << 65535
+    assert entry().mask("65536") is None and entry().mask("0-65536") is None
+    hexed = entry(file="smp_affinity")
+    words = ",".join(["00000000"] * 2047)  # smp_affinity: 32-bit words, highest first
+    assert hexed.mask("80000000," + words) == 1 << 65535 and hexed.mask("1,00000000," + words) is None
+    assert not entry(written="65536").holds_agent_mask(1 << 65536)
+
+
+def test_an_entry_without_chip_name_or_file_is_a_cpulist_entry_of_no_chip():
+    bare = JournalEntry(24, "0-3", "0-1")
+    assert (bare.chip, bare.name, bare.file, bare.time, bare.pending) == ("", "", "smp_affinity_list", 0.0, None)
+    assert bare.mask("0-1") == 0b11 and bare.mask("3") == 0b1000  # cpulists, not hex masks
+    assert bare.same_interrupt("", "") and not bare.same_interrupt("PCI-MSI", "")

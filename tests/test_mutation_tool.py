@@ -18,7 +18,7 @@ def tool():
 
 SAMPLE = '''
 """A docstring is not mutated."""
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing's flag without importing typing: not mutated
 
 if TYPE_CHECKING:
     LIMIT_FOR_MYPY = 3

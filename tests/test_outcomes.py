@@ -93,3 +93,59 @@ def test_outcome_named_never_raises_on_a_strange_name(name):
 def test_python_agrees_with_linux_errno_values():
     """The table is keyed by Python's errno constants; on Linux they are the kernel's values."""
     assert {name: getattr(errno, name) for name in LINUX} == LINUX
+
+
+# -- added for the mutation run (docs/mutation-testing.md): the words a refused write's row carries --------
+
+
+@pytest.mark.parametrize(
+    "name, detail",
+    [
+        ("EINVAL", "the kernel refused this mask for this IRQ"),
+        ("ENOSPC", "no free vector on the target CPUs"),
+        ("EBUSY", "the previous move of this interrupt has not completed yet: retrying on the next pass"),
+        ("EOVERFLOW", "a CPU beyond the kernel's nr_cpu_ids"),
+        ("ERANGE", "a CPU beyond the kernel's nr_cpu_ids"),
+        ("EIO", "the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)"),
+        ("EPERM", "the kernel refuses changes to this IRQ (managed, per-CPU or no-balancing)"),
+        ("ENOENT", "the IRQ was freed meanwhile"),
+        ("EROFS", "/proc is read-only or writes are not permitted"),
+        ("EACCES", "/proc is read-only or writes are not permitted"),
+    ],
+)
+def test_each_errno_explains_itself_in_the_row_detail(name, detail):
+    """The text after "writing 0-3 failed: Invalid argument: " in an IRQ's detail (README's failure matrix in
+    the words of a report row)."""
+    assert outcome_of(LINUX[name]).detail == detail
+
+
+def test_a_read_only_proc_is_a_failure_that_stops_the_run():
+    for name in ("EROFS", "EACCES"):
+        outcome = outcome_of(LINUX[name])
+        assert (outcome.status, outcome.fatal, outcome.retry, outcome.widen) == ("failed", True, False, False)
+
+
+def test_a_refused_default_affinity_write_adds_no_irq_explanation():
+    """ "the kernel refused this mask for this IRQ" would be wrong for default_smp_affinity: no text is added."""
+    for name in ("EINVAL", "EIO", "ENOENT", "ENOSPC"):
+        assert default_affinity_outcome(LINUX[name]).detail == ""
+        assert not default_affinity_outcome(LINUX[name]).widen
+
+
+@pytest.mark.parametrize("name", ["errno x16", "errno 1x", "errorcode", "EPERM?", "EXYZZY", "errno -1", "errno 1 "])
+def test_a_name_that_is_no_errno_reads_as_an_unknown_errno(name):
+    """Never EPERM's outcome (errno 1) nor a crash: the plain permanent failure."""
+    outcome = outcome_named(name)
+    assert (outcome.status, outcome.detail, outcome.retry, outcome.fatal) == (
+        "failed",
+        "the kernel refused the write",
+        False,
+        False,
+    )
+
+
+def test_outcome_named_reads_every_form_a_report_row_carries():
+    assert outcome_named("EPERM").status == "managed"  # errno_name(1)
+    assert outcome_named("errno 1").status == "managed"
+    assert outcome_named("errno 2").status == "vanished"
+    assert outcome_named("errno 4095").detail == "the kernel refused the write"

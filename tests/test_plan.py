@@ -337,3 +337,297 @@ def test_plan_does_not_import_the_journal_module():
     code = "import sys, irqagent.plan; print('irqagent.journal' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout == "False\n"
+
+
+# -- added for the mutation run (docs/mutation-testing.md): the details a user reads, boundaries --------
+# Oracles: README (statuses, destinations, failure matrix), kernel/irq/proc.c (managed IRQs' files
+# are 0444 from 6.12), Cloud Hypervisor's IO-APIC (devices/src/ioapic.rs: APIC ID & 0xff), literal masks.
+
+CH_IOAPIC = (
+    "Cloud Hypervisor's IO-APIC builds its message from RTE bits 63-56 only (no extended destination ID): "
+    "APIC IDs 0-255 in physical mode (cloud-hypervisor devices/src/ioapic.rs: update_entry)"
+)
+
+
+def test_statuses_are_the_ones_readme_documents_in_its_order():
+    """The Prometheus rendering lists one gauge per status, in this order (README, Report formats)."""
+    import re
+
+    from irqagent.plan import STATUSES
+
+    with open(f"{REPO}/README.md", encoding="utf-8") as handle:
+        text = handle.read().split("## Report formats", 1)[1]
+    sentence = re.search(r"`status` is\s+one of (.*?);", text, re.S).group(1)
+    assert STATUSES == tuple(re.findall(r"`([a-z-]+)`", sentence))
+    assert len(STATUSES) == 9
+
+
+QUEUE_NOTE = (
+    "may be kernel-managed: before 6.12 a managed queue vector's file is writable too, and only the write tells (EIO)"
+)
+
+
+@pytest.mark.parametrize(
+    "kernel, name, noted",
+    [
+        ("6.11.0-26-generic", "virtio1-req.0", True),
+        ("5.15.0", "nvme0q3", True),
+        ("6.1.0-18-amd64", "eth0-TxRx-2", True),
+        ("6.11.0", "virtio2-input.0", True),
+        ("", "virtio1-req.0", True),  # unknown kernel: it may be older than 6.12
+        ("6.12.0", "virtio1-req.0", False),  # kernel/irq/proc.c: managed IRQs' files are 0444 from 6.12
+        ("7.0.0", "nvme0q3", False),
+        ("6.11.0", "ttyS0", False),
+        ("6.11.0", "virtio0-config", False),
+    ],
+)
+def test_a_queue_vector_before_6_12_may_be_kernel_managed(kernel, name, noted):
+    """Before 6.12 a managed IRQ's affinity file is writable (0644) and only the write answers EIO: a
+    queue vector's planned write says so."""
+    irq = IrqFacts(irq=24, chip="PCI-MSI", name=name, affinity_text="0-3")
+    facts = make_facts(cpus=4, kernel=kernel, irqs=[irq])
+    row = rows(plan_for(facts, Config(policy=Policy(exclude_cpus=0b1))))[24]
+    assert (row.status, row.target) == ("would-change", "1-3")
+    excluded = "CPU 0 is excluded (policy.exclude_cpus=0)"
+    assert row.detail == (f"{excluded}; {QUEUE_NOTE}" if noted else excluded)
+
+
+@pytest.mark.parametrize(
+    "destination, phrase",
+    [
+        ("8bit", "8-bit destination"),
+        ("15bit", "15-bit extended destination ID"),
+        ("hyperv-ir", "the Hyper-V IO-APIC (APIC IDs below 255)"),
+        ("remapped", "interrupt remapping"),
+        ("any", "paravirtual delivery"),
+    ],
+)
+def test_unreachable_cpus_are_named_with_the_controllers_destination(destination, phrase):
+    config = parse_config(
+        f'[[controller]]\nchip = "PCI-MSI"\ndestination = "{destination}"\nreachable_apic_ids = "0-1"\n'
+    )
+    row = rows(plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "0-3")]), config))[24]
+    assert (row.status, row.target, row.compliant) == ("would-change", "0-1", False)
+    assert row.detail == f"CPUs 2-3 are unreachable under {phrase}"
+    one = rows(plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "1-2")]), config))[24]
+    assert one.detail == f"CPU 2 is unreachable under {phrase}"
+
+
+def test_a_fixed_chip_is_named_and_complies():
+    facts = make_facts(cpus=4, irqs=[(0, "XT-PIC", "0-3"), (8, "HPET-MSI", "0")])
+    r = rows(plan_for(facts))
+    assert (r[0].status, r[0].compliant, r[0].target) == ("fixed-by-kernel", True, None)
+    assert r[0].detail == "XT-PIC delivers per CPU or is fixed; left alone"
+    assert r[8].detail == "HPET-MSI delivers per CPU or is fixed; left alone"
+
+
+def test_vanished_and_unreadable_rows_say_why_and_show_no_mask():
+    facts = make_facts(
+        cpus=2,
+        irqs=[
+            IrqFacts(irq=5, vanished=True),
+            IrqFacts(irq=6, read_error="cannot read proc/irq/6/smp_affinity_list: Input/output error"),
+            IrqFacts(irq=7),
+        ],
+    )
+    r = rows(plan_for(facts))
+    assert (r[5].detail, r[5].affinity, r[5].target) == ("the IRQ went away while it was being read", "", None)
+    assert r[6].detail == "cannot read proc/irq/6/smp_affinity_list: Input/output error" and r[6].affinity == ""
+    assert (r[7].status, r[7].compliant, r[7].detail, r[7].affinity) == ("failed", False, "affinity unreadable", "")
+    assert plan_for(facts).writes == ()
+
+
+def test_no_effective_affinity_or_a_garbled_one_adds_nothing():
+    """CPU 0 is unreachable here (config): an absent or unparsable effective mask must not read as CPU 0."""
+    config = parse_config('[[controller]]\nchip = "PCI-MSI"\ndestination = "8bit"\nreachable_apic_ids = "1-3"\n')
+    for effective in (None, "", "zz"):
+        irq = IrqFacts(irq=24, chip="PCI-MSI", name="eth0", affinity_text="1-3", effective_text=effective)
+        row = rows(plan_for(make_facts(cpus=4, irqs=[irq]), config))[24]
+        assert (row.status, row.compliant, row.detail) == ("ok", True, "")
+    irq = IrqFacts(irq=24, chip="PCI-MSI", name="eth0", affinity_text="1-3", effective_text="0")
+    row = rows(plan_for(make_facts(cpus=4, irqs=[irq]), config))[24]
+    assert row.detail == "the kernel still delivers it to CPU 0 until its next interrupt"
+
+
+def test_an_irq_on_offline_cpus_only_is_left_alone_and_says_so():
+    online = cpumask.parse_cpulist("0-2,4-319")
+    irqs = [IrqFacts(irq=4, chip="IO-APIC", name="i8042", affinity_text="3", effective_text="280"), (5, "IO-APIC", "3")]
+    r = rows(plan_for(cloud_hypervisor(irqs, online=online)))
+    assert r[5].detail == "its mask holds no online CPU: left alone"
+    assert r[4].detail == (
+        "the kernel still delivers it to CPU 280 until its next interrupt; its mask holds no online CPU: left alone"
+    )
+    managed = make_facts(cpus=4, online=0b0111, irqs=[(24, "PCI-MSI", "3", False)])
+    row = rows(plan_for(managed))[24]
+    assert (row.status, row.compliant, row.detail) == ("managed", True, "its mask holds no online CPU: left alone")
+
+
+def test_the_irq_detail_gives_the_alias_prediction_or_points_to_the_controller():
+    """Cloud Hypervisor's IO-APIC keeps APIC ID & 0xff: each window of 256 APIC IDs aliases onto CPUs 0-255.
+    Up to two windows are spelt out in the IRQ's detail; more are the controller's to list."""
+    irqs = [(4, "IO-APIC", "0-1023"), (5, "IO-APIC", "0-600"), (6, "IO-APIC", "0-300"), (7, "IO-APIC", "0-255,700")]
+    facts = make_facts(cpus=1024, kernel="6.12.0", dmi=cloud_hypervisor_320().dmi, apic_base=X2APIC_ON, irqs=irqs)
+    r = rows(plan_for(facts))
+    window = (
+        "APIC IDs {0}-{1} (CPUs {0}-{1}) become APIC ID & 0xff under cloud-hypervisor: delivered to CPUs 0-255 instead"
+    )
+    assert r[4].detail.split("; ") == [
+        f"CPUs 256-1023 are unreachable for this IO-APIC: {CH_IOAPIC}",
+        "interrupts aimed at them would be delivered elsewhere: see the 3 alias groups of controller IO-APIC",
+    ]
+    assert r[5].detail.split("; ") == [
+        f"CPUs 256-600 are unreachable for this IO-APIC: {CH_IOAPIC}",
+        window.format(256, 511),
+        window.format(512, 767),
+    ]
+    assert r[6].detail.split("; ") == [
+        f"CPUs 256-300 are unreachable for this IO-APIC: {CH_IOAPIC}",
+        window.format(256, 511),
+    ]
+    assert r[7].detail.split("; ") == [f"CPU 700 is unreachable for this IO-APIC: {CH_IOAPIC}", window.format(512, 767)]
+
+
+def test_ignored_and_rule_rows_keep_every_explanation():
+    config = parse_config('[[rule]]\nirq = "4"\ncpus = "2-3,260"\n[[rule]]\nirq = "12"\nignore = true\n')
+    r = rows(plan_for(cloud_hypervisor([(4, "IO-APIC", "0-319"), (12, "IO-APIC", "0-319")]), config))
+    unreachable = f"CPUs 256-319 are unreachable for this IO-APIC: {CH_IOAPIC}"
+    alias = (
+        "APIC IDs 256-511 (CPUs 256-319) become APIC ID & 0xff under cloud-hypervisor: delivered to CPUs 0-63 instead"
+    )
+    assert r[12].detail.split("; ") == ["excluded by rule 2 (irq='12')", unreachable, alias]
+    assert r[4].detail.split("; ") == [
+        unreachable,
+        alias,
+        "rule 1 (irq='4') asks for CPUs 2-3,260",
+        "of which 260 are unreachable, offline or excluded",
+    ]
+
+
+def test_exclusions_are_named_with_every_reason():
+    config = Config(policy=Policy(exclude_cpus=0b1))
+    facts = make_facts(cpus=8, cmdline="isolcpus=managed_irq,6-7", irqs=[(24, "PCI-MSI", "0-7"), (25, "PCI-MSI", "7")])
+    r = rows(plan_for(facts, config))
+    assert r[24].detail == "CPUs 0,6-7 are excluded (policy.exclude_cpus=0, isolcpus=managed_irq,6-7)"
+    assert (r[25].target, r[25].detail) == (
+        "1-5",
+        "CPU 7 is excluded (policy.exclude_cpus=0, isolcpus=managed_irq,6-7); "
+        "none of CPUs 7 is usable: using every allowed CPU",
+    )
+
+
+def test_excluding_every_reachable_cpu_is_ignored_for_the_irq_and_said():
+    config = Config(policy=Policy(exclude_cpus=0b1111))
+    r = rows(plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "0-3"), (25, "PCI-MSI", "1")]), config))
+    note = "every reachable CPU is excluded: ignoring the exclusion for this IRQ"
+    assert (r[24].status, r[24].target, r[24].detail) == ("ok", "0-3", note)
+    assert (r[25].status, r[25].target, r[25].detail) == ("ok", "1", note)
+    unknown = rows(plan_for(make_facts(cpus=4, irqs=[(24, "FOO-MSI", "0-3")]), config))[24]
+    assert unknown.detail.split("; ") == ["unknown chip 'FOO-MSI': assuming the platform's 8bit APIC destination", note]
+
+
+def test_exclude_cpus_beyond_the_kernels_cpus_exclude_nothing():
+    """policy.exclude_cpus may name CPUs this guest does not have (one config for many sizes)."""
+    config = Config(policy=Policy(exclude_cpus=cpumask.parse_cpulist("4-7")))
+    plan = plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "0-3")]), config)
+    assert (plan.exclusion.cpus, plan.exclusion.reasons) == (0, ())
+    assert (plan.rows[0].status, plan.rows[0].detail) == ("ok", "")
+    edge = plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "0-3")]), Config(policy=Policy(exclude_cpus=1 << 4)))
+    assert edge.exclusion.cpus == 0 and edge.rows[0].detail == ""
+
+
+def test_a_managed_irq_detail_names_the_boot_fix_without_excluded_cpus():
+    facts = make_facts(cpus=256, kernel="6.12.0", irqs=[(40, "PCI-MSI", "252-255", False)])
+    row = rows(plan_for(facts, parse_config(BROADCAST_255)))[40]
+    assert row.detail == (
+        "CPU 255 is unreachable under 8-bit destination; the kernel manages this affinity (read-only file); "
+        "fix it at boot with irqaffinity=0-254 or isolcpus=managed_irq,255"
+    )
+    excluded = parse_config(BROADCAST_255 + '[policy]\nexclude_cpus = "0"\n')
+    assert "irqaffinity=1-254 or" in rows(plan_for(facts, excluded))[40].detail
+    everything = parse_config(BROADCAST_255 + '[policy]\nexclude_cpus = "0-254"\n')  # nothing left: all reachable
+    assert "irqaffinity=0-254 or" in rows(plan_for(facts, everything))[40].detail
+
+
+def test_unreachable_row_says_nothing_is_safe_to_write():
+    config = parse_config('[[controller]]\nchip = "IO-APIC"\ndestination = "8bit"\nreachable_apic_ids = "200"\n')
+    row = rows(plan_for(make_facts(cpus=4, irqs=[(4, "IO-APIC", "0-3")]), config))[4]
+    assert row.detail == (
+        "CPUs 0-3 are unreachable under 8-bit destination; "
+        "no online CPU is reachable by this controller: nothing safe to write"
+    )
+
+
+def test_journal_original_is_the_target_and_said_only_when_it_moves_the_irq():
+    # The agent wrote 0 over an original 0-1 (CPU 1 was excluded then): the original comes back.
+    back = Journal({24: JournalEntry(24, "0-1", "0", "PCI-MSI", "dev24")})
+    row = rows(plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "0")]), journal=back))[24]
+    assert (row.status, row.target, row.detail) == (
+        "would-change",
+        "0-1",
+        "back towards the original mask 0-1 (journal)",
+    )
+    # Its original is what it holds already: nothing to say.
+    same = Journal({24: JournalEntry(24, "0-1", "0-1", "PCI-MSI", "dev24")})
+    row = rows(plan_for(make_facts(cpus=4, irqs=[(24, "PCI-MSI", "0-1")]), journal=same))[24]
+    assert (row.status, row.target, row.detail) == ("ok", "0-1", "")
+    # Its original's CPU 3 is offline: back to the online part only.
+    offline = Journal({24: JournalEntry(24, "2-3", "0", "PCI-MSI", "dev24")})
+    row = rows(plan_for(make_facts(cpus=4, online=0b0111, irqs=[(24, "PCI-MSI", "0")]), journal=offline))[24]
+    assert (row.status, row.target) == ("would-change", "2")
+
+
+def test_spreads_is_a_boolean_per_rule():
+    from irqagent.plan import spreads
+
+    config = parse_config(
+        '[policy]\nmode = "spread"\n[[rule]]\nirq = "1"\nignore = true\n[[rule]]\nirq = "2"\ncpus = "0"\n'
+        '[[rule]]\nirq = "3"\nmode = "restrict"\n[[rule]]\nirq = "4"\nmode = "spread"\n'
+    )
+    assert [spreads(rule, config) for rule in config.rules] == [False, False, False, True]
+    assert spreads(None, config) is True and spreads(None, Config()) is False
+
+
+def test_spread_skips_irqs_it_cannot_move_and_goes_on():
+    """IRQs that are not spread (a rule), not settable, read-only or unreadable take no CPU from the others."""
+    config = parse_config('[policy]\nmode = "spread"\n[[rule]]\nirq = "20"\ncpus = "3"\n')
+    dev = "0000:00:05.0"
+    irqs = [
+        IrqFacts(irq=20, chip="PCI-MSI", name="q20", device=dev, affinity_text="0-3"),  # its rule's CPUs
+        IrqFacts(irq=21, chip="XT-PIC", name="q21", device=dev, affinity_text="0-3"),  # not settable
+        IrqFacts(irq=22, chip="PCI-MSI", name="q22", device=dev, affinity_text="0-3", writable=False),  # managed
+        IrqFacts(irq=23, chip="PCI-MSI", name="q23", device=dev, read_error="gone"),  # unreadable
+    ] + [IrqFacts(irq=irq, chip="PCI-MSI", name=f"q{irq}", device=dev, affinity_text="0-3") for irq in (24, 25, 26)]
+    r = rows(plan_for(make_facts(cpus=4, irqs=irqs), config))
+    assert [r[irq].target for irq in (20, 24, 25, 26)] == ["3", "0", "1", "2"]
+
+
+def test_default_affinity_rows_in_every_state():
+    # Invalid text: failed, nothing planned.
+    plan = plan_for(make_facts(cpus=4, default_affinity="zz"))
+    row = plan.default_affinity
+    assert (row.affinity, row.target, row.status) == ("zz", None, "failed") and row.detail.startswith("invalid: ")
+    assert plan.default_write is None
+    # Already within the allowed CPUs: ok, no detail.
+    plan = plan_for(make_facts(cpus=4, default_affinity="f"))
+    assert plan.default_affinity == DefaultAffinityRow("0-3", "0-3", "ok", "") and plan.default_write is None
+    # Only excluded CPUs in it: nothing online would be left, so it is left alone.
+    plan = plan_for(make_facts(cpus=4, default_affinity="1"), Config(policy=Policy(exclude_cpus=0b1)))
+    assert plan.default_affinity == DefaultAffinityRow(
+        "0", None, "unreachable", "no online CPU would be left: left alone"
+    )
+    assert plan.default_write is None
+    # Excluded CPUs taken out; an offline one in the mask is neither named nor taken out.
+    plan = plan_for(make_facts(cpus=4, online=0b0111, default_affinity="f"), Config(policy=Policy(exclude_cpus=0b1)))
+    assert plan.default_affinity == DefaultAffinityRow(
+        "0-3", "1-3", "would-change", "keeps new IRQs off CPU 0 (unreachable or excluded)"
+    )
+    write = plan.default_write
+    assert (write.irq, write.file, write.current, write.target) == (-1, "default_smp_affinity", 0b1111, 0b1110)
+    assert (write.fallback, write.reachable, write.chip, write.name) == (None, 0, "", "")
+
+
+def test_default_affinity_detail_names_the_unreachable_cpus():
+    everything = cpumask.format_hexmask((1 << 256) - 1, 256)
+    facts = make_facts(cpus=256, kernel="6.12.0", irqs=[(24, "PCI-MSI", "0")], default_affinity=everything)
+    row = plan_for(facts, parse_config(BROADCAST_255)).default_affinity
+    assert row.detail == "keeps new IRQs off CPU 255 (unreachable or excluded)"
