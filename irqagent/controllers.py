@@ -60,9 +60,9 @@ class Controller:
     online: int  # the online CPUs (to tell the usable part of reachable)
     reachable_apic_text: str  # e.g. "0-255", "all", ""
     irqs: int
-    detail: str = ""
-    aliases: Tuple[Tuple[int, str], ...] = ()  # (CPUs concerned, where their interrupts land): truncating exceptions
-    platform_default: bool = False  # an IO-APIC/MSI chip that follows the platform mode (new device IRQs)
+    detail: str
+    aliases: Tuple[Tuple[int, str], ...]  # (CPUs concerned, where their interrupts land): truncating exceptions
+    platform_default: bool  # an IO-APIC/MSI chip that follows the platform mode (new device IRQs)
     # Derived once (thousands of IRQ rows share these masks: 4 KiB each at 32,768 CPUs):
     usable: int = field(init=False)  # online CPUs it can deliver to: the only CPUs a mask may be written with
     online_unreachable: int = field(init=False)

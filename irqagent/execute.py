@@ -194,7 +194,9 @@ def apply_plan(plan: Plan, tree: KernelTree, store: JournalStore, journal: Journ
     stopped: Optional[IrqagentError] = None
 
     def journal_first(entry: JournalEntry) -> None:
-        """Save the journal with a new pending write (the ENOSPC fallback) before making it."""
+        """Save the journal with a new pending write (the ENOSPC fallback) before making it.
+        Only IRQs have a fallback: default_smp_affinity's refusals never widen."""
+        assert entry.irq >= 0, "default_smp_affinity has no fallback write"
         _put(final, entry.irq, entry)
         store.save(replace(journal, entries=final, default_affinity=final_default))
 

@@ -87,8 +87,8 @@ class Madt:
     oem_id: str
     cpus: Tuple[MadtCpu, ...]  # in table order (Linux numbers present CPUs in this order)
     ioapics: Tuple[MadtIoApic, ...]
-    skipped: int = 0  # entries with an invalid APIC ID (0xFF / 0xFFFFFFFF), as Linux skips them
-    duplicates: Tuple[int, ...] = ()  # APIC IDs listed more than once (Linux keeps the first)
+    skipped: int  # entries with an invalid APIC ID (0xFF / 0xFFFFFFFF), as Linux skips them
+    duplicates: Tuple[int, ...]  # APIC IDs listed more than once (Linux keeps the first)
 
     def is_hotplug_slot(self, cpu: MadtCpu) -> bool:
         """A disabled entry Linux counts as a possible (hot-pluggable) CPU.

@@ -60,8 +60,7 @@ DESTINATION_PHRASE = {
     "hyperv-ir": "the Hyper-V IO-APIC (APIC IDs below 255)",
     "remapped": "interrupt remapping",
     "any": "paravirtual delivery",
-    "none": "a fixed controller",
-}
+}  # no phrase for "none": a controller that cannot be set is fixed-by-kernel before a phrase is needed
 
 
 @frozen

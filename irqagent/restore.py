@@ -324,6 +324,7 @@ def _carry_out(decision: Decision, tree: KernelTree, facts: Facts) -> Tuple[RowC
         result = RowChange("changed", detail, cpumask.format_cpulist(held), compliant=compliant)
         keep = replace(entry, written=outcome.readback_text, pending=None) if decision.partial else None
         return result, keep, 1
-    detail = outcome.detail or f"restoring {target_text} reads back {outcome.readback_text}"
+    holds = cpumask.format_cpulist(outcome.readback) if outcome.readback is not None else outcome.readback_text
+    detail = outcome.detail or f"restoring {target_text}: the kernel accepted it but holds {holds}"
     keep = replace(entry, written=outcome.readback_text, pending=None) if outcome.readback is not None else entry
     return replace(change, status="failed", errno=None, detail=detail), keep, 1

@@ -100,6 +100,12 @@ class Mutant:
         self.ident = ""
 
 
+# Nodes that are parts of a statement, not statements (ast.match_case exists from Python 3.10 on)
+_CLAUSES = (ast.comprehension, ast.keyword, ast.withitem, ast.arguments) + tuple(
+    getattr(ast, name) for name in ("match_case",) if hasattr(ast, name)
+)
+
+
 def _name(node: ast.AST) -> str:
     return type(node).__name__
 
@@ -181,7 +187,7 @@ class Finder:
                         self.child(item, scope, path + ((field, index),), raising)
                 elif isinstance(value, ast.AST):
                     self.child(value, scope, path + ((field, None),), raising)
-        elif isinstance(node, (ast.comprehension, ast.keyword, ast.withitem, ast.arguments, ast.match_case)):
+        elif isinstance(node, _CLAUSES):
             for field, value in ast.iter_fields(node):
                 if isinstance(value, list):
                     for index, item in enumerate(value):
@@ -486,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             results, _ = measure(module, counted, module_tests(config, module), slots, args.jobs, source, args.verbose)
             took = time.monotonic() - started
-            killed = sum(1 for r in results.values() if r != "survived")
+            killed = sum(1 for r in results.values() if r in ("killed", "timeout"))
             score = 100.0 * killed / len(results) if results else 100.0
             rows.append((module, len(mutants), len(ids & set(equivalent)), len(results), killed, score, took))
             for mutant in counted:
@@ -494,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"survived: {mutant.ident}  irqagent/{module}.py:{mutant.line}: {mutate(source, mutant)[1]}")
             other = sorted({r for r in results.values() if r.startswith("error")})
             if other:
-                print(f"{module}: runs that ended oddly ({', '.join(other)}) were counted as killed")
+                print(f"{module}: runs that ended oddly ({', '.join(other)}: pytest or the tool failed): not killed")
             print(f"{module}: {killed} of {len(results)} mutants killed ({score:.1f} %) in {took:.0f} s")
             if score < args.min:
                 failing.append(module)
