@@ -41,6 +41,22 @@ LOST = b"LOST"
 MADT = "sys/firmware/acpi/tables/APIC"
 
 
+def ebusy_once_tree(attempts: List[int]) -> type:
+    """A KernelTree whose IRQ 4 answers EBUSY once, then takes the write, and whose IRQ 8 always
+    answers EINVAL; every IRQ written to is appended to ``attempts``."""
+
+    class Busy(KernelTree):
+        def write_affinity(self, irq: int, text: str, filename: str = "smp_affinity_list") -> None:
+            attempts.append(irq)
+            if irq == 4 and attempts.count(4) == 1:
+                raise OSError(errno.EBUSY, "Device or resource busy")
+            if irq == 8:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            super().write_affinity(irq, text, filename)
+
+    return Busy
+
+
 class FakeClock:
     """Monotonic time that moves only when the daemon waits (or a pass is given a cost)."""
 

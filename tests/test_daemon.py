@@ -13,15 +13,14 @@ import threading
 import time
 
 import pytest
+from conftest import REPO, read, write
+from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT, FakeUevents, ebusy_once_tree
 
 from irqagent.config import Config, load_config
 from irqagent.daemon import Daemon, Log, Settings, _relevant
 from irqagent.journal import StateLock
 from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier, watchdog_interval
-
-from conftest import REPO, read, write
-from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT, FakeUevents
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -448,17 +447,7 @@ def test_the_periodic_check_is_quiet_until_someone_else_writes_a_mask(tree, harn
 def test_ebusy_is_retried_at_the_next_periodic_check(tree, harness):
     root = tree(GUEST)
     attempts = []
-
-    class Busy(KernelTree):
-        """IRQ 4 answers EBUSY once, then takes the write; IRQ 8 always answers EINVAL."""
-
-        def write_affinity(self, irq, text, filename="smp_affinity_list"):
-            attempts.append(irq)
-            if irq == 4 and attempts.count(4) == 1:
-                raise OSError(errno.EBUSY, "Device or resource busy")
-            if irq == 8:
-                raise OSError(errno.EINVAL, "Invalid argument")
-            super().write_affinity(irq, text, filename)
+    Busy = ebusy_once_tree(attempts)  # IRQ 4: EBUSY once, then the write; IRQ 8: always EINVAL
 
     h = harness(root, tree_class=Busy, interval=10)
     h.stop_at(25)

@@ -2,7 +2,6 @@
 real ones as root), SIGHUPs, and EBUSY from the kernel."""
 
 import collections
-import errno
 import io
 import os
 import re
@@ -15,15 +14,13 @@ import threading
 import time
 
 import pytest
+from conftest import REPO, read, write
+from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT, ebusy_once_tree
 
 from irqagent import daemon as daemon_mod
 from irqagent.config import Config, DaemonSettings, load_config
 from irqagent.journal import StateLock
-from irqagent.kernel import KernelTree
 from irqagent.notify import Notifier
-
-from conftest import REPO, read, write
-from daemon_harness import CPU_EVENT, IRRELEVANT, LOST, MADT, NET_EVENT
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 CPU_UEVENTS = [f"/sys/devices/system/cpu/cpu{n}/uevent" for n in (1, 0)]
@@ -244,15 +241,7 @@ def test_a_sighup_storm_logs_each_outcome_once(tree, harness, tmp_path):
 def test_ebusy_is_retried_and_counters_count_what_happened(tree, harness, tmp_path):
     """IRQ 4 answers EBUSY once, then takes the write; IRQ 8 always answers EINVAL."""
     attempts = []
-
-    class Busy(KernelTree):
-        def write_affinity(self, irq, text, filename="smp_affinity_list"):
-            attempts.append(irq)
-            if irq == 4 and attempts.count(4) == 1:
-                raise OSError(errno.EBUSY, "Device or resource busy")
-            if irq == 8:
-                raise OSError(errno.EINVAL, "Invalid argument")
-            super().write_affinity(irq, text, filename)
+    Busy = ebusy_once_tree(attempts)  # IRQ 4: EBUSY once, then the write; IRQ 8: always EINVAL
 
     metrics = tmp_path / "irqagent.prom"
     h = harness(tree(GUEST), tree_class=Busy, interval=10, metrics=str(metrics))

@@ -165,35 +165,26 @@ class Finder:
             self.add(scope, "Continue>Break", stmt, path)
         if isinstance(stmt, ast.AugAssign) and type(stmt.op) in BINOPS:
             self.add(scope, f"{_name(stmt.op)}>{BINOPS[type(stmt.op)].__name__}=", stmt, path)
-        raising = isinstance(stmt, ast.Raise)
-        for field, value in ast.iter_fields(stmt):
-            if field in ("annotation", "returns", "type_comment"):
-                continue
-            if isinstance(value, list):
-                for index, item in enumerate(value):
-                    self.child(item, scope, path + ((field, index),), raising)
-            elif isinstance(value, ast.AST):
-                self.child(value, scope, path + ((field, None),), raising)
+        self.children(stmt, scope, path, isinstance(stmt, ast.Raise), skip=("annotation", "returns", "type_comment"))
 
     def child(self, node: ast.AST, scope: str, path: tuple, raising: bool) -> None:
         if isinstance(node, ast.stmt):
             self.statement(node, scope, path)
         elif isinstance(node, ast.expr):
             self.expr(node, scope, path, raising)
-        elif isinstance(node, ast.excepthandler):
-            for field, value in ast.iter_fields(node):
-                if isinstance(value, list):
-                    for index, item in enumerate(value):
-                        self.child(item, scope, path + ((field, index),), raising)
-                elif isinstance(value, ast.AST):
-                    self.child(value, scope, path + ((field, None),), raising)
-        elif isinstance(node, _CLAUSES):
-            for field, value in ast.iter_fields(node):
-                if isinstance(value, list):
-                    for index, item in enumerate(value):
-                        self.child(item, scope, path + ((field, index),), raising)
-                elif isinstance(value, ast.AST):
-                    self.child(value, scope, path + ((field, None),), raising)
+        elif isinstance(node, (ast.excepthandler, *_CLAUSES)):
+            self.children(node, scope, path, raising)
+
+    def children(self, node: ast.AST, scope: str, path: tuple, raising: bool, skip: tuple = ()) -> None:
+        """Visit every child node of ``node`` (but those of the fields in ``skip``)."""
+        for field, value in ast.iter_fields(node):
+            if field in skip:
+                continue
+            if isinstance(value, list):
+                for index, item in enumerate(value):
+                    self.child(item, scope, path + ((field, index),), raising)
+            elif isinstance(value, ast.AST):
+                self.child(value, scope, path + ((field, None),), raising)
 
     def arguments(self, args: ast.arguments, scope: str, path: tuple) -> None:
         for index, default in enumerate(args.defaults):
@@ -231,14 +222,7 @@ class Finder:
             elif isinstance(value, (str, bytes)) and not raising:
                 self.add(scope, "Str" if isinstance(value, str) else "Bytes", node, path)
             return
-        for field, value in ast.iter_fields(node):
-            if field == "ctx":
-                continue
-            if isinstance(value, list):
-                for index, item in enumerate(value):
-                    self.child(item, scope, path + ((field, index),), raising)
-            elif isinstance(value, ast.AST):
-                self.child(value, scope, path + ((field, None),), raising)
+        self.children(node, scope, path, raising, skip=("ctx",))
 
 
 def _is_type_checking(stmt: ast.AST) -> bool:
