@@ -46,13 +46,8 @@ if ! command -v mmdebstrap >/dev/null; then
     apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap >&2 || die "cannot install mmdebstrap"
 fi
 
-detect_mirror() {
-    local u=""
-    [ -f /etc/apt/sources.list.d/debian.sources ] && u=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
-    [ -n "$u" ] || u=$(awk '$1 == "deb" && $2 !~ /^\[/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
-    echo "${u:-http://deb.debian.org/debian}"
-}
-MIRROR=${IRQF_MIRROR:-$(detect_mirror)}
+. "$(dirname "$(readlink -f "$0")")/debian-mirror.sh"
+MIRROR=${IRQF_MIRROR:-$(debian_mirror)}   # any suite: SUITES may name several
 WORK=${IRQF_WORK:-$(mktemp -d /var/tmp/irqagent-fresh.XXXXXX)}
 mkdir -p "$WORK"
 MOUNTS=()

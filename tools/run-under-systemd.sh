@@ -73,13 +73,8 @@ if ! command -v systemd-nspawn >/dev/null || ! command -v mmdebstrap >/dev/null;
 fi
 for tool in systemd-nspawn mmdebstrap nsenter chroot mount; do command -v $tool >/dev/null || die "missing $tool"; done
 
-detect_mirror() {
-    local u=""
-    [ -f /etc/apt/sources.list.d/debian.sources ] && u=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
-    [ -n "$u" ] || u=$(awk '$1 == "deb" && $2 !~ /^\[/ && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
-    echo "${u:-http://deb.debian.org/debian}"
-}
-MIRROR=${IRQH_MIRROR:-$(detect_mirror)}
+. "$HERE/debian-mirror.sh"
+MIRROR=${IRQH_MIRROR:-$(debian_mirror "$SUITE")}
 
 # --- cached base rootfs: Debian bookworm + systemd + python3 ------------------------
 KEY=$(printf '%s\n' "$SUITE" "$PKGS" base-v2 | sha256sum | cut -c1-12)
