@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irqagent import cpumask
+from irqagent import cpumask, delivery
 from irqagent.errors import IrqagentError, StateError
 from irqagent.journal import JournalWriteError, new_entry
 from irqagent.journal_entry import settled
@@ -150,6 +150,41 @@ def _read_back(tree: KernelTree, irq: int, filename: str) -> str:
     if filename == DEFAULT_AFFINITY_FILE:
         return tree.read_default_affinity()
     return tree.read_affinity(irq, filename)[0]
+
+
+@frozen
+class Placement:
+    """What the kernel did with an accepted write: the status it earns and why."""
+
+    status: Status
+    compliant: bool
+    detail: str = ""
+
+
+def placement_after_write(tree: KernelTree, write: PlannedWrite, target: int, topology: Topology) -> Placement:
+    """Judge an accepted write by the IRQ's effective affinity, read after it: the mask reads
+    back as written at once even when the kernel has not moved the IRQ (``irqagent.delivery``).
+
+    ``changed``: the vector is on a CPU of ``target``; a chip that moves at once and did not
+    is ``failed``; a deferring chip whose vector is elsewhere is ``pending`` (a reachable CPU:
+    the next interrupt completes the move) or ``stuck`` (an unreachable one)."""
+    unreachable = topology.online & ~write.reachable
+    effective_text = tree.read_effective(write.irq)
+    effective = delivery.parse_effective(effective_text, topology.nr_cpu_ids)
+    move = delivery.movement(target, effective, unreachable)
+    if move.state == "unknown":
+        return Placement("changed", True, move.detail)
+    if move.state == "settled":
+        return Placement("changed", True)
+    compliant = move.state != "stuck"
+    if delivery.moves_at_once(write.chip):
+        return Placement(
+            "failed",
+            compliant,
+            f"{write.chip} moves an IRQ when it is written, but effective_affinity_list still reads "
+            f"{effective_text} after the kernel accepted {cpumask.format_cpulist(target)}",
+        )
+    return Placement(move.state, compliant, move.detail)
 
 
 @dataclass
@@ -310,8 +345,10 @@ def _execute(
             return RowChange(status, _join(*details), None, errno_text, compliant=True), None, 0
         return RowChange(status, _join(*details), planned, errno_text), settled(entry, None), 0
     if outcome.readback == target:
-        changed = RowChange("changed", _join(*details), cpumask.format_cpulist(target), errno_text, compliant=True)
-        return changed, settled(entry, outcome.readback_text), 1
+        placed = placement_after_write(tree, write, target, topology)
+        details.append(placed.detail)
+        result = RowChange(placed.status, _join(*details), cpumask.format_cpulist(target), errno_text, placed.compliant)
+        return result, settled(entry, outcome.readback_text), 1
     if outcome.vanished:
         details.append(outcome.detail)
         return RowChange("vanished", _join(*details), planned, errno_text, compliant=True), None, 1

@@ -262,6 +262,12 @@ class KernelTree:
         self.record(rel, text)
         return text, bool(mode & WRITE_BITS)
 
+    def read_effective(self, irq: int) -> Optional[str]:
+        """The IRQ's ``effective_affinity_list`` (where the kernel programmed its vector),
+        stripped; None when the file is missing or unreadable."""
+        text = self.read_optional(f"{PROC_IRQ}/{irq}/effective_affinity_list", attribute=True)
+        return text.strip() if text is not None else None
+
     def affinity_texts(self) -> Dict[str, str]:
         """Every IRQ's affinity text and the default mask, read cheaply (no chip names, no
         cpuinfo): the daemon's periodic check compares it with the state after its last
@@ -361,7 +367,7 @@ class KernelTree:
         if sys_irq:
             chip = (self.read_optional(f"{SYS_IRQ}/{irq}/chip_name", attribute=True) or "").strip()
             name = (self.read_optional(f"{SYS_IRQ}/{irq}/actions", attribute=True) or "").strip()
-        effective = self.read_optional(f"{base}/effective_affinity_list", attribute=True)
+        effective = self.read_effective(irq)
         node = None
         if want_node:
             node_text = (self.read_optional(f"{base}/node", attribute=True) or "").strip()
@@ -376,7 +382,7 @@ class KernelTree:
             read_error=read_error,
             vanished=vanished,
             writable=writable,
-            effective_text=effective.strip() if effective is not None else None,
+            effective_text=effective,
             node=node,
         )
 

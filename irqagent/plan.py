@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import re
 
-from irqagent import cpumask
+from irqagent import cpumask, delivery
 from irqagent.config import first_rule
 from irqagent.platform import parse_kernel_version
 from irqagent.policy import Exclusion, SpreadItem, cmdline_exclusion, spread
-from irqagent.records import field, frozen
+from irqagent.records import field, frozen, replace
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
         "ignored",
         "vanished",
         "unreachable",
+        "pending",
+        "stuck",
     ]
 
 STATUSES: Tuple[Status, ...] = (  # every status a report row can have (SPEC)
@@ -49,6 +51,8 @@ STATUSES: Tuple[Status, ...] = (  # every status a report row can have (SPEC)
     "ignored",
     "vanished",
     "unreachable",
+    "pending",
+    "stuck",
 )
 MANAGED_READ_ONLY_KERNEL = (6, 12)  # kernel/irq/proc.c: managed IRQs' affinity files are 0444 from 6.12
 # Queue vectors of multi-queue drivers (virtio-blk "virtio1-req.0", nvme "nvme0q3", NIC "eth0-TxRx-2"):
@@ -301,6 +305,28 @@ class _Decision:
 
 
 def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[Rule], context: _Context) -> _Decision:
+    """The decision on the mask, then on where the kernel really delivers it (its effective
+    affinity, ``irqagent.delivery``): compliance needs both on reachable CPUs."""
+    decision = _decide_mask(irq, current, controller, rule, context)
+    if not controller.settable:
+        return decision
+    effective = delivery.parse_effective(irq.effective_text, context.facts.topology.nr_cpu_ids)
+    move = delivery.movement(current, effective, controller.unreachable)
+    if move.state in ("settled", "unknown"):  # unknown: the mask decides (Report.effective_unknown counts them)
+        return decision
+    if move.state == "pending" and not current & context.facts.topology.online:
+        return decision  # no online CPU in the mask: the kernel put the vector elsewhere, no move waits
+    detail = "; ".join(filter(None, [decision.detail, move.detail]))
+    status = decision.status
+    if status == "ok":
+        status = "stuck" if move.state == "stuck" else "pending"
+    compliant = decision.compliant and move.state != "stuck"
+    return replace(decision, status=status, compliant=compliant, detail=detail)
+
+
+def _decide_mask(
+    irq: IrqFacts, current: int, controller: Controller, rule: Optional[Rule], context: _Context
+) -> _Decision:
     topology, exclusion = context.facts.topology, context.exclusion
     online_current = current & topology.online
     if not controller.settable:
@@ -313,11 +339,6 @@ def _decide(irq: IrqFacts, current: int, controller: Controller, rule: Optional[
         details.extend(_alias_details(controller, unreachable_now, context.alias_memo))
     elif unreachable_now:
         details.append(f"{_are(unreachable_now)} unreachable under {DESTINATION_PHRASE[controller.destination]}")
-    stale = _effective(irq, topology.nr_cpu_ids) & controller.unreachable
-    if stale:
-        # Non-remapped x86 moves an IRQ when its next interrupt arrives: a quiet one keeps
-        # its old target for a while after a write.
-        details.append(f"the kernel still delivers it to {cpumask.cpus_phrase(stale)} until its next interrupt")
     if rule is not None and rule.ignore:
         return _Decision("ignored", compliant, "; ".join([f"excluded by {rule.describe()}"] + details))
     if not online_current:
@@ -390,16 +411,6 @@ def _alias_details(controller: Controller, cpus: int, memo: Dict[Tuple[str, int]
         ]
     memo[key] = lines
     return lines
-
-
-def _effective(irq: IrqFacts, nr_cpu_ids: int) -> int:
-    """The effective affinity as a mask (0 when absent or unparsable: it is only informative)."""
-    if not irq.effective_text:
-        return 0
-    try:
-        return cpumask.parse_cpulist(irq.effective_text, nr_cpu_ids)
-    except cpumask.CpumaskError:
-        return 0
 
 
 def _journal_original(journaled: Mapping[int, JournalEntry], irq: IrqFacts, current: int) -> Optional[int]:

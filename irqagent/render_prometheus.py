@@ -89,7 +89,7 @@ def render_prometheus(report: Report, counters: Optional[Counters] = None, check
     out.family(
         "irqagent_noncompliant_irqs",
         "gauge",
-        "IRQs whose affinity holds an online CPU their controller cannot reach.",
+        "IRQs whose affinity, or the CPU the kernel delivers them to, is an online CPU their controller cannot reach.",
         [((), len(report.noncompliant))],
     )
     out.family(

@@ -26,7 +26,10 @@ STATUS_COLOURS = {
     "unreachable": "31",
     "managed": "35",  # magenta
     "vanished": "36",  # cyan
+    "pending": "33",
+    "stuck": "31",
 }
+MOVING = ("pending", "stuck")  # statuses whose row shows where the vector still is
 
 
 def elide(text: str, width: int) -> str:
@@ -95,6 +98,19 @@ def refused_section(refusal: Refusal) -> List[str]:
     if refusal.fix:
         for number, chunk in enumerate(textwrap.wrap(f"fix: {refusal.fix}", WIDTH - 6, break_on_hyphens=False)):
             lines.append(f"    {'' if number == 0 else '     '}{chunk}")
+    return lines
+
+
+def stuck_section(report: Report) -> List[str]:
+    """IRQs whose move the kernel cannot complete, and the boot parameter that avoids them."""
+    fix = report.boot_fix
+    if fix is None:
+        return []
+    irqs = ", ".join(str(irq) for irq in fix.irqs[:MAX_REFUSED_LINES])
+    more = f" and {len(fix.irqs) - MAX_REFUSED_LINES} more" if len(fix.irqs) > MAX_REFUSED_LINES else ""
+    lines = ["", f"  STUCK IRQS: {len(fix.irqs)} on CPUs their controller cannot reach (IRQ {irqs}{more})"]
+    for number, chunk in enumerate(textwrap.wrap(f"fix: {fix.text}", WIDTH - 6, break_on_hyphens=False)):
+        lines.append(f"    {'' if number == 0 else '     '}{chunk}")
     return lines
 
 
@@ -172,6 +188,8 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
             if row.target is not None and row.target != row.affinity:
                 change = f"{change} -> {elide(row.target, 9)}"
             status = row.status + (f" {row.errno}" if row.errno else "")
+            if row.status in MOVING and row.effective:
+                status += f" (on {elide(row.effective, 9)})"
             if colour and row.status in STATUS_COLOURS:
                 status = f"\x1b[{STATUS_COLOURS[row.status]}m{status}\x1b[0m"
             lines.append(
@@ -183,6 +201,12 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False, colo
                     lines.append(f"        {chunk}")
         if not verbose and any(row.detail for row in shown):
             lines.append("  (-v explains each IRQ; --format json has every detail)")
+    lines.extend(stuck_section(report))
+    if report.effective_unknown:
+        lines.append("")
+        lines.append(
+            f"  {report.effective_unknown} IRQs have no readable effective_affinity_list: judged on their mask alone"
+        )
     lines.append("")
     lines.extend(_wrap_summary(summary_line(report)))
     return "\n".join(lines) + "\n"

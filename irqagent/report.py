@@ -7,6 +7,7 @@ Text and Prometheus renderers live in :mod:`irqagent.render_text` and
 from __future__ import annotations
 
 from irqagent import __version__, cpumask
+from irqagent.delivery import BootFix, boot_fix
 from irqagent.errors import ExitStatus
 from irqagent.policy import Exclusion
 from irqagent.records import field, frozen
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from irqagent.refused import RefusedCpu
     from irqagent.topology import Topology
 
-SCHEMA = "irqagent.report/1"
+SCHEMA = "irqagent.report/2"
 IRQ_KEYS = (
     "irq",
     "chip",
@@ -37,6 +38,9 @@ IRQ_KEYS = (
     "errno",
     "detail",
 )
+
+
+UNJUDGED = ("vanished", "fixed-by-kernel")  # statuses whose rows need no effective affinity
 
 
 @frozen
@@ -54,6 +58,7 @@ class Report:
     writes: int = 0
     dry_run: bool = False
     not_restored: int = 0  # restore: journaled items left unrestored
+    cmdline: str = ""  # the kernel command line (the boot fix for stuck IRQs reads it)
     timestamp: float = 0.0
     duration: float = 0.0
 
@@ -69,6 +74,11 @@ class Report:
             counts[row.status] = counts.get(row.status, 0) + 1
         return dict(sorted(counts.items()))
 
+    @property
+    def effective_unknown(self) -> int:
+        """IRQs judged on their mask alone: no readable ``effective_affinity_list`` (before 4.13)."""
+        return sum(1 for row in self.rows if row.effective is None and row.status not in UNJUDGED)
+
     def summary(self) -> Dict[str, object]:
         compliant = sum(1 for row in self.rows if row.compliant)
         return {
@@ -77,7 +87,15 @@ class Report:
             "noncompliant": len(self.rows) - compliant,
             "writes": self.writes,
             "by_status": self.by_status(),
+            "effective_unknown": self.effective_unknown,
         }
+
+    @property
+    def boot_fix(self) -> Optional[BootFix]:
+        """The boot parameter that places stuck IRQs on reachable CPUs (None: nothing is stuck)."""
+        usable = {controller.chip: controller.usable for controller in self.controllers}
+        stuck = {row.irq: usable.get(row.chip, 0) for row in self.rows if row.status == "stuck"}
+        return boot_fix(stuck, self.cmdline, self.topology.nr_cpu_ids)
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -125,6 +143,7 @@ class Report:
             "cpus": cpus,
             "refused_cpus": [refused_json(entry) for entry in self.refusal.cpus],
             "refused_fix": self.refusal.fix,
+            "stuck_fix": boot_fix_json(self.boot_fix),
             "controllers": [controller_json(c) for c in self.controllers],
             "irqs": [irq_json(row) for row in self.rows],
             "default_smp_affinity": default_json(self.default_affinity),
@@ -154,6 +173,19 @@ def refused_json(entry: RefusedCpu) -> Dict[str, object]:
 
 def irq_json(row: IrqRow) -> Dict[str, object]:
     return {key: getattr(row, key) for key in IRQ_KEYS}
+
+
+def boot_fix_json(fix: Optional[BootFix]) -> Optional[Dict[str, object]]:
+    if fix is None:
+        return None
+    return {
+        "irqs": list(fix.irqs),
+        "cpus": cpumask.format_cpulist(fix.cpus),
+        "parameter": fix.parameter,
+        "cmdline_has": fix.present,
+        "covered": fix.covered,
+        "text": fix.text,
+    }
 
 
 def default_json(row: Optional[DefaultAffinityRow]) -> Optional[Dict[str, object]]:

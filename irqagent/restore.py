@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from irqagent import cpumask
 from irqagent.errors import StateError
-from irqagent.execute import Execution, RowChange, changed_phrase, write_and_verify
+from irqagent.execute import Execution, RowChange, changed_phrase, placement_after_write, write_and_verify
 from irqagent.journal import JournalWriteError
 from irqagent.plan import DEFAULT_AFFINITY_FILE, DefaultAffinityRow, IrqRow, PlannedWrite
 from irqagent.records import frozen, replace
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from irqagent.journal import Journal, JournalStore, Scope
     from irqagent.journal_entry import JournalEntry
     from irqagent.kernel import KernelTree
-    from irqagent.plan import Plan
+    from irqagent.plan import Plan, Status
 
 
 @dataclass
@@ -321,8 +321,15 @@ def _carry_out(decision: Decision, tree: KernelTree, facts: Facts) -> Tuple[RowC
             )
         held = outcome.readback or 0
         compliant = not (held & online & ~write.reachable)
-        result = RowChange("changed", detail, cpumask.format_cpulist(held), compliant=compliant)
+        placed = placement_after_write(tree, write, held, facts.topology) if write.irq >= 0 else None
+        verdict: Status = "changed"
+        if placed is not None:
+            verdict, compliant = placed.status, compliant and placed.compliant
+            detail = "; ".join(filter(None, [detail, placed.detail]))
+        result = RowChange(verdict, detail, cpumask.format_cpulist(held), compliant=compliant)
         keep = replace(entry, written=outcome.readback_text, pending=None) if decision.partial else None
+        if verdict == "failed":  # the kernel did not move it: a later restore tries again
+            keep = replace(entry, written=outcome.readback_text, pending=None)
         return result, keep, 1
     holds = cpumask.format_cpulist(outcome.readback) if outcome.readback is not None else outcome.readback_text
     detail = outcome.detail or f"restoring {target_text}: the kernel accepted it but holds {holds}"

@@ -86,6 +86,7 @@ def _report(
         duration=time.monotonic() - started,
         dry_run=dry_run,
         not_restored=not_restored,
+        cmdline=model.facts.cmdline,
     )
 
 

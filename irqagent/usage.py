@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 FORMATS = ("text", "json", "prometheus", "irqbalance-banned")
 FORMAT_HELP = {
     "text": "text (default)",
-    "json": "json (schema irqagent.report/1)",
+    "json": "json (schema irqagent.report/2)",
     "prometheus": "prometheus (node_exporter textfile)",
     "irqbalance-banned": "irqbalance-banned (an IRQBALANCE_BANNED_CPULIST= line)",
 }

@@ -227,7 +227,7 @@ def test_audit_json_of_every_fixture(tree, cli, name):
     result = cli("audit", "--root", root, "--format", "json")
     assert result.code == code, result.err
     doc = result.json()
-    assert doc["schema"] == "irqagent.report/1" and doc["command"] == "audit" and doc["root"] == root
+    assert doc["schema"] == "irqagent.report/2" and doc["command"] == "audit" and doc["root"] == root
     assert doc["hypervisor"] == hypervisor
     assert (doc["apic"]["mode"], doc["apic"]["mode_source"], doc["apic"]["limit"]) == (mode, mode_source, limit)
     found = {c["chip"]: (c["destination"], c["source"], c["reachable"], c["unreachable"]) for c in doc["controllers"]}
@@ -307,7 +307,7 @@ def test_output_file_is_written_atomically(tree, cli, tmp_path):
     out.write_text("old")
     result = cli("audit", "--root", root, "--format", "json", "--output", str(out))
     assert result.code == 1 and result.out == ""
-    assert json.loads(out.read_text())["schema"] == "irqagent.report/1"
+    assert json.loads(out.read_text())["schema"] == "irqagent.report/2"
     assert sorted(os.listdir(tmp_path)) == sorted(["cloud-hypervisor-320", "report.json"])
 
 

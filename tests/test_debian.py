@@ -69,7 +69,7 @@ def test_contents_and_conffiles(deb, tmp_path):
         "./lib/systemd/system/irqagent-apply.service",
         "./etc/irqagent/irqagent.toml",
         "./usr/lib/python3/dist-packages/irqagent/cli.py",
-        "./usr/lib/python3/dist-packages/irqagent/schema/report-1.json",
+        "./usr/lib/python3/dist-packages/irqagent/schema/report-2.json",
         "./usr/share/doc/irqagent/copyright",
     ):
         assert path in paths, path

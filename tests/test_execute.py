@@ -149,3 +149,89 @@ def test_unjournalable_state_refuses_to_write(tree, tmp_path):
     with pytest.raises(StateError):
         apply(KernelTree(root), tmp_path / "file" / "state")
     assert read(root, "proc/irq/4/smp_affinity_list") == "0-319"
+
+
+# -- the kernel's effective affinity after a write (irqagent.delivery) ---------------------------
+
+
+def test_a_deferring_chip_whose_vector_stays_on_an_unreachable_cpu_is_stuck_not_changed(tree, tmp_path):
+    """Cloud Hypervisor's IO-APIC: the kernel shows the new mask at once but keeps the vector on
+    CPU 300 (APIC ID 300) until the next interrupt, which that IO-APIC cannot deliver."""
+    root = tree(GUEST)
+    write(root, "proc/irq/4/effective_affinity_list", "300\n")
+    report = apply(KernelTree(root), tmp_path / "state")
+    row = by_irq(report)[4]
+    assert (row.status, row.compliant, row.target) == ("stuck", False, "0-255")
+    assert "still delivers it to CPU 300, which this controller cannot reach" in row.detail
+    assert read(root, "proc/irq/4/smp_affinity_list") == "0-255"  # the write was made...
+    assert 4 in JournalStore(str(tmp_path / "state")).load().entries  # ...and journaled
+    assert report.exit_status == 1
+    assert all(by_irq(report)[irq].status == "changed" for irq in LEGACY if irq != 4)
+
+
+def test_a_deferring_chip_whose_vector_waits_on_a_reachable_cpu_is_pending_and_complies(tree, tmp_path):
+    from irqagent.config import Policy
+
+    root = tree(GUEST)
+    config = Config(policy=Policy(exclude_cpus=0xFF))  # CPUs 0-7 excluded: the vector on CPU 0 must move
+    report = runner.apply(KernelTree(root), config, JournalStore(str(tmp_path / "state")))
+    row = by_irq(report)[4]
+    assert read(root, "proc/irq/4/smp_affinity_list") == "8-255"
+    assert read(root, "proc/irq/4/effective_affinity_list") == "0"
+    assert (row.status, row.compliant) == ("pending", True)
+    assert "moves it from CPU 0 at its next interrupt" in row.detail
+
+
+class _Tree:
+    def __init__(self, effective):
+        self.effective = effective
+
+    def read_effective(self, irq):
+        return self.effective
+
+
+class _Topology:
+    online = 0b1111  # CPUs 0-3
+    nr_cpu_ids = 4
+
+
+def _placed(chip, effective, target=0b0011, reachable=0b0011):
+    from irqagent.execute import placement_after_write
+    from irqagent.plan import PlannedWrite
+
+    write = PlannedWrite(30, "smp_affinity_list", 0b1111, target, reachable=reachable, chip=chip, name="x")
+    return placement_after_write(_Tree(effective), write, target, _Topology())
+
+
+def test_a_chip_that_moves_at_once_and_did_not_move_is_failed_with_the_evidence():
+    placed = _placed("IR-PCI-MSIX-0000:00:03.0", "3")
+    assert (placed.status, placed.compliant) == ("failed", False)
+    assert placed.detail == (
+        "IR-PCI-MSIX-0000:00:03.0 moves an IRQ when it is written, but effective_affinity_list still reads 3 "
+        "after the kernel accepted 0-1"
+    )
+    assert _placed("IR-IO-APIC", "1").status == "changed"
+
+
+@pytest.mark.parametrize(
+    "chip, effective, status, compliant",
+    [
+        ("DMAR-MSI", "2", "stuck", False),  # QEMU's DMAR-MSI: the vector stays on the unreachable CPU
+        ("DMAR-MSI", "0", "changed", True),
+        ("IO-APIC", "2", "stuck", False),
+        ("PCI-MSIX-0000:00:02.0", "2", "stuck", False),
+        ("PCI-MSI", "1", "changed", True),
+        ("FOO-MSI", "2", "stuck", False),  # unknown chips are never called failed
+        ("IO-APIC", None, "changed", True),  # no effective_affinity_list: the mask decides
+        ("IO-APIC", "", "changed", True),  # not started: no vector yet
+    ],
+)
+def test_a_write_is_judged_by_the_effective_affinity_read_after_it(chip, effective, status, compliant):
+    placed = _placed(chip, effective)
+    assert (placed.status, placed.compliant) == (status, compliant)
+
+
+def test_pending_needs_the_current_cpu_reachable():
+    # target CPU 1, vector on CPU 0 (reachable): the next interrupt completes the move
+    placed = _placed("IO-APIC", "0", target=0b0010, reachable=0b0011)
+    assert (placed.status, placed.compliant) == ("pending", True)

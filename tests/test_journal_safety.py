@@ -709,7 +709,7 @@ def test_every_kind_of_restore_report_validates(tree, cli, tmp_path):
 
     import irqagent
 
-    with open(os.path.join(os.path.dirname(irqagent.__file__), "schema", "report-1.json")) as handle:
+    with open(os.path.join(os.path.dirname(irqagent.__file__), "schema", "report-2.json")) as handle:
         validator = jsonschema.Draft202012Validator(json.load(handle))
     root, state = applied(tree, tmp_path)
     shutil.rmtree(os.path.join(root, "proc/irq/9"))  # an entry whose IRQ is gone

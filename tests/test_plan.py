@@ -220,13 +220,36 @@ def test_plan_invariants(irq_masks, online, excluded):
             assert (after.status, after.affinity, after.compliant) == ("ok", before.target, True)
 
 
-def test_effective_affinity_on_an_unreachable_cpu_is_mentioned():
+def test_an_irq_whose_vector_is_on_an_unreachable_cpu_is_stuck():
+    """Cloud Hypervisor's IO-APIC reaches APIC IDs 0-255 only: a mask of 0-255 with the vector
+    still on CPU 280 (the kernel moves it at the next interrupt, which cannot arrive) is stuck
+    and does not comply, whatever the mask says."""
     irq = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-255", effective_text="280")
     row = rows(plan_for(cloud_hypervisor([irq])))[4]
-    assert (row.status, row.compliant) == ("ok", True)
-    assert "still delivers it to CPU 280 until its next interrupt" in row.detail
-    garbage = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-255", effective_text="zz")
-    assert rows(plan_for(cloud_hypervisor([garbage])))[4].detail == ""
+    assert (row.status, row.compliant, row.effective, row.target) == ("stuck", False, "280", "0-255")
+    assert "still delivers it to CPU 280, which this controller cannot reach" in row.detail
+
+
+def test_an_irq_whose_vector_waits_on_a_reachable_cpu_is_pending_and_complies():
+    irq = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="1-3", effective_text="0")
+    row = rows(plan_for(cloud_hypervisor([irq])))[4]
+    assert (row.status, row.compliant) == ("pending", True)
+    assert "the kernel moves it from CPU 0 at its next interrupt" in row.detail
+
+
+def test_an_irq_whose_vector_is_inside_its_mask_is_judged_on_the_mask():
+    settled = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-255", effective_text="7")
+    row = rows(plan_for(cloud_hypervisor([settled])))[4]
+    assert (row.status, row.compliant, row.detail) == ("ok", True, "")
+    idle = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-255", effective_text="")
+    assert rows(plan_for(cloud_hypervisor([idle])))[4].status == "ok"  # not started: no vector anywhere
+
+
+def test_a_mask_to_fix_with_its_vector_on_an_unreachable_cpu_stays_would_change_and_says_so():
+    irq = IrqFacts(irq=4, chip="IO-APIC", name="ttyS0", affinity_text="0-319", effective_text="300")
+    row = rows(plan_for(cloud_hypervisor([irq])))[4]
+    assert (row.status, row.compliant, row.target) == ("would-change", False, "0-255")
+    assert "still delivers it to CPU 300" in row.detail
 
 
 def test_unknown_chip_is_named_in_the_irq_detail():
@@ -276,7 +299,7 @@ def test_the_default_affinity_write_is_planned_apart():
 
 
 def test_report_rows_hold_no_executor_state():
-    """The report rows are what the JSON report shows, field for field (schema irqagent.report/1)."""
+    """The report rows are what the JSON report shows, field for field (schema irqagent.report/2)."""
     plan = plan_for(cloud_hypervisor([(4, "IO-APIC", "0-319")]))
     assert list(vars(plan.rows[0])) == [
         "irq",
@@ -359,7 +382,7 @@ def test_statuses_are_the_ones_readme_documents_in_its_order():
         text = handle.read().split("## Report formats", 1)[1]
     sentence = re.search(r"`status` is\s+one of (.*?);", text, re.S).group(1)
     assert STATUSES == tuple(re.findall(r"`([a-z-]+)`", sentence))
-    assert len(STATUSES) == 9
+    assert len(STATUSES) == 11
 
 
 QUEUE_NOTE = (
@@ -446,7 +469,11 @@ def test_no_effective_affinity_or_a_garbled_one_adds_nothing():
         assert (row.status, row.compliant, row.detail) == ("ok", True, "")
     irq = IrqFacts(irq=24, chip="PCI-MSI", name="eth0", affinity_text="1-3", effective_text="0")
     row = rows(plan_for(make_facts(cpus=4, irqs=[irq]), config))[24]
-    assert row.detail == "the kernel still delivers it to CPU 0 until its next interrupt"
+    assert (row.status, row.compliant) == ("stuck", False)
+    assert row.detail == (
+        "the kernel still delivers it to CPU 0, which this controller cannot reach: "
+        "the move waits for an interrupt that cannot arrive"
+    )
 
 
 def test_an_irq_on_offline_cpus_only_is_left_alone_and_says_so():
@@ -454,8 +481,11 @@ def test_an_irq_on_offline_cpus_only_is_left_alone_and_says_so():
     irqs = [IrqFacts(irq=4, chip="IO-APIC", name="i8042", affinity_text="3", effective_text="280"), (5, "IO-APIC", "3")]
     r = rows(plan_for(cloud_hypervisor(irqs, online=online)))
     assert r[5].detail == "its mask holds no online CPU: left alone"
+    assert (r[5].status, r[5].compliant) == ("ok", True)
+    assert (r[4].status, r[4].compliant) == ("stuck", False)  # CPU 280: beyond Cloud Hypervisor's IO-APIC
     assert r[4].detail == (
-        "the kernel still delivers it to CPU 280 until its next interrupt; its mask holds no online CPU: left alone"
+        "its mask holds no online CPU: left alone; the kernel still delivers it to CPU 280, which this "
+        "controller cannot reach: the move waits for an interrupt that cannot arrive"
     )
     managed = make_facts(cpus=4, online=0b0111, irqs=[(24, "PCI-MSI", "3", False)])
     row = rows(plan_for(managed))[24]

@@ -42,6 +42,7 @@ def test_summary_counts_and_json(tree):
         "noncompliant": 5,
         "writes": 0,
         "by_status": {"ok": 7, "would-change": 5},
+        "effective_unknown": 0,
     }
     document = report.to_json()
     assert document["summary"] == summary and "not_restored" not in summary
@@ -61,3 +62,35 @@ def test_summary_counts_and_json(tree):
     ]
     restored = replace(report, command="restore", not_restored=2).to_json()
     assert restored["summary"]["not_restored"] == 2
+
+
+def test_irqs_without_an_effective_affinity_are_counted_as_judged_on_the_mask(tree):
+    report = audit(tree, "cloud-hypervisor-320")
+    blind = tuple(replace(row, effective=None) for row in report.rows[:3])
+    assert replace(report, rows=blind + report.rows[3:]).summary()["effective_unknown"] == 3
+    vanished = tuple(replace(row, effective=None, status="vanished") for row in report.rows[:3])
+    assert replace(report, rows=vanished + report.rows[3:]).summary()["effective_unknown"] == 0
+
+
+def test_stuck_irqs_get_the_boot_parameter_of_the_cpus_their_controllers_reach(tree):
+    """cloud-hypervisor-320: the IO-APIC reaches CPUs 0-255 (APIC IDs 0-255), the MSIs all 320."""
+    report = audit(tree, "cloud-hypervisor-320")
+    assert report.boot_fix is None and report.to_json()["stuck_fix"] is None
+    rows = {row.irq: row for row in report.rows}
+    stuck = tuple(replace(row, status="stuck") if row.irq in (4, 24) else row for row in report.rows)
+    assert (rows[4].chip, rows[24].chip[:8]) == ("IO-APIC", "PCI-MSIX")
+    fix = replace(report, rows=stuck).to_json()["stuck_fix"]
+    assert {key: fix[key] for key in ("irqs", "cpus", "parameter", "cmdline_has", "covered")} == {
+        "irqs": [4, 24],
+        "cpus": "0-255",
+        "parameter": "irqaffinity=0-255",
+        "cmdline_has": None,
+        "covered": False,
+    }
+    assert "GRUB_CMDLINE_LINUX in /etc/default/grub" in fix["text"]
+    assert "grubby --update-kernel=ALL --args=irqaffinity=0-255" in fix["text"]
+    covered = replace(report, rows=stuck, cmdline="ro irqaffinity=0-3 quiet").to_json()["stuck_fix"]
+    assert (covered["cmdline_has"], covered["covered"]) == ("0-3", True)
+    assert covered["text"].startswith("irqaffinity=0-3 is already on the kernel command line")
+    wide = replace(report, rows=stuck, cmdline="irqaffinity=0-319").to_json()["stuck_fix"]
+    assert (wide["covered"], wide["text"][:37]) == (False, "replace irqaffinity=0-319 on the kern")

@@ -12,7 +12,7 @@ from irqagent.report import SCHEMA
 from conftest import REAL_GUESTS as REAL_GUESTS_DIR
 from test_cli import EXPECTED
 
-SCHEMA_PATH = os.path.join(os.path.dirname(irqagent.__file__), "schema", "report-1.json")
+SCHEMA_PATH = os.path.join(os.path.dirname(irqagent.__file__), "schema", "report-2.json")
 
 
 @pytest.fixture(scope="module")
